@@ -1,0 +1,5 @@
+"""``python -m nmt`` (also what ``torchrun -m nmt`` launches)."""
+
+from nmt.cli import main
+
+main()

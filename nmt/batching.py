@@ -1,0 +1,159 @@
+"""Parallel corpora as id sequences, token-based batches with length bucketing.
+
+Sentences of similar length go together so that little of a batch is padding
+(the length bucketing of Sutskever et al. 2014, sec. 3.4, used by every toolkit since),
+and a batch holds about ``batch_tokens`` padded tokens rather than a fixed number of
+sentences, so long and short sentences cost the same memory per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from nmt.tokenizer import Tokenizer
+
+log = logging.getLogger("nmt.batching")
+
+
+class CorpusError(ValueError):
+    """A corpus file that is missing, unreadable or does not line up with its pair."""
+
+
+@dataclass
+class Batch:
+    src: Tensor  # (B, S) source ids, EOS-terminated, right-padded
+    src_mask: Tensor  # (B, S) True on real tokens
+    tgt_in: Tensor  # (B, T) BOS + target
+    tgt_out: Tensor  # (B, T) target + EOS (the labels)
+    n_tokens: int  # real target tokens (labels that are not padding)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.src.to(device),
+            self.src_mask.to(device),
+            self.tgt_in.to(device),
+            self.tgt_out.to(device),
+            self.n_tokens,
+        )
+
+
+@dataclass
+class ParallelCorpus:
+    src: list[list[int]]  # EOS-terminated source ids
+    tgt: list[list[int]]  # target ids without BOS/EOS
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """UTF-8 lines without their newline; a clear error for missing or non-UTF-8 files."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CorpusError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise CorpusError(f"{path}, line {line}: not valid UTF-8") from e
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise CorpusError(
+            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: a parallel "
+            "corpus needs one line per sentence on both sides"
+        )
+    if not src:
+        raise CorpusError(f"{src_path} is empty")
+    return src, tgt
+
+
+def encode_corpus(
+    tok: Tokenizer, src_lines: list[str], tgt_lines: list[str], max_len: int = 0
+) -> ParallelCorpus:
+    """Encode both sides; drop pairs where either side is empty or longer than ``max_len``."""
+    src, tgt = tok.encode_src(src_lines), tok.encode_tgt(tgt_lines)
+    if max_len > 0:
+        keep = [
+            i for i in range(len(src)) if 1 < len(src[i]) <= max_len and 0 < len(tgt[i]) < max_len
+        ]
+        if len(keep) < len(src):
+            log.info(
+                "dropped %d of %d pairs (empty or longer than %d subwords)",
+                len(src) - len(keep),
+                len(src),
+                max_len,
+            )
+        src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+    return ParallelCorpus(src, tgt)
+
+
+def bucket_batches(corpus: ParallelCorpus, batch_tokens: int, seed: int) -> list[list[int]]:
+    """Group sentence indices into batches of at most ``batch_tokens`` padded tokens.
+
+    Sentences are sorted by (target, source) length with random tie-breaking, so each
+    epoch's batches differ a little; the caller shuffles the order of the batches.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(corpus)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: (len(corpus.tgt[i]), len(corpus.src[i])))
+    batches, current, longest = [], [], 0
+    for i in order:
+        size = max(len(corpus.src[i]), len(corpus.tgt[i]) + 1)
+        if current and max(longest, size) * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, size)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def epoch_batches(
+    corpus: ParallelCorpus, batch_tokens: int, seed: int, epoch: int
+) -> list[list[int]]:
+    """The batches of one epoch, in a shuffled order that depends only on (seed, epoch).
+
+    Being a pure function of (seed, epoch) makes an interrupted run resumable at the
+    exact batch where it stopped.
+    """
+    batches = bucket_batches(corpus, batch_tokens, seed * 100_003 + epoch)
+    random.Random(seed * 7_919 + epoch).shuffle(batches)
+    return batches
+
+
+def pad_sequences(seqs: list[list[int]], pad_id: int) -> Tensor:
+    longest = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), longest), pad_id, dtype=torch.long)  # (B, L)
+    for row, s in enumerate(seqs):
+        out[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def collate(src: list[list[int]], tgt: list[list[int]], tok: Tokenizer) -> Batch:
+    """Pad a list of pairs into a :class:`Batch` (teacher-forcing inputs and labels)."""
+    src_t = pad_sequences(src, tok.pad_id)  # (B, S)
+    tgt_in = pad_sequences([[tok.bos_id] + t for t in tgt], tok.pad_id)  # (B, T)
+    tgt_out = pad_sequences([t + [tok.eos_id] for t in tgt], tok.pad_id)  # (B, T)
+    n_tokens = sum(len(t) + 1 for t in tgt)
+    return Batch(src_t, src_t != tok.pad_id, tgt_in, tgt_out, n_tokens)
+
+
+def make_batch(corpus: ParallelCorpus, indices: list[int], tok: Tokenizer) -> Batch:
+    return collate([corpus.src[i] for i in indices], [corpus.tgt[i] for i in indices], tok)

@@ -1,0 +1,279 @@
+"""The ``nmt`` command line: a thin Typer layer over the library modules.
+
+Every command turns the errors a user can cause (bad files, bad configs, bad flags)
+into one line on stderr and exit code 2; ``NMT_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.logging import RichHandler
+
+from nmt.progress import console
+
+app = typer.Typer(
+    help="Neural machine translation: data, tokenizers, training, translation, evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Download and prepare data sets.", no_args_is_help=True)
+tok_app = typer.Typer(help="Train and apply SentencePiece tokenizers.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(tok_app, name="tokenize")
+log = logging.getLogger("nmt")
+
+
+class UsageError(ValueError):
+    """A flag value the command cannot work with."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from nmt.batching import CorpusError
+    from nmt.checkpoint import CheckpointError
+    from nmt.config import ConfigError
+    from nmt.data.multi30k import DataError
+    from nmt.tokenizer import TokenizerError
+    from nmt.train import TrainingError
+
+    return (
+        UsageError,
+        CorpusError,
+        CheckpointError,
+        ConfigError,
+        DataError,
+        TokenizerError,
+        TrainingError,
+        OSError,
+        UnicodeDecodeError,
+    )
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Report user errors as ``error: ...`` and exit 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as e:
+            if os.environ.get("NMT_DEBUG"):
+                raise
+            msg = (
+                str(e)
+                if not isinstance(e, OSError) or not e.filename
+                else f"{e.filename}: {e.strerror or e}"
+            )
+            typer.echo(f"error: {msg}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger("nmt")
+    if not any(isinstance(h, RichHandler) for h in root.handlers):
+        root.addHandler(RichHandler(console=console, show_path=False, rich_tracebacks=False))
+    root.setLevel(logging.INFO)
+
+
+# --- data ------------------------------------------------------------------------------------
+@data_app.command("multi30k")
+@friendly_errors
+def data_multi30k(
+    out: Annotated[Path, typer.Option(help="Folder to write <split>.<lang> text files to.")] = Path(
+        "data/multi30k"
+    ),
+    langs: Annotated[list[str], typer.Option("--langs", help="Languages (de en fr cs).")] = None,
+    more_langs: Annotated[list[str], typer.Argument(hidden=True)] = None,
+    mirror: Annotated[
+        Path | None,
+        typer.Option(help="Local mirror folder of the raw .gz files (or set NMT_MULTI30K_MIRROR)."),
+    ] = None,
+) -> None:
+    """Fetch Multi30k (task 1, raw) from its public repository or a local mirror."""
+    from nmt.data.multi30k import fetch_multi30k
+
+    chosen = tuple((langs or ["de", "en"]) + (more_langs or []))
+    files = fetch_multi30k(out, chosen, mirror)
+    typer.echo(f"{len(files)} files in {out}")
+
+
+# --- tokenize --------------------------------------------------------------------------------
+@tok_app.command("train")
+@friendly_errors
+def tokenize_train(
+    inputs: Annotated[list[Path], typer.Argument(help="Text files to learn subwords from.")],
+    prefix: Annotated[Path, typer.Option(help="Output prefix (writes PREFIX.model).")],
+    vocab_size: Annotated[int, typer.Option(min=10)] = 8000,
+    model_type: Annotated[str, typer.Option("--type", help="bpe or unigram.")] = "bpe",
+) -> None:
+    """Train one SentencePiece model on INPUTS (one model for all of them: joint)."""
+    from nmt.tokenizer import train_sentencepiece
+
+    if model_type not in ("bpe", "unigram"):
+        raise UsageError(f"--type must be bpe or unigram, not '{model_type}'")
+    for p in inputs:
+        if not p.is_file():
+            raise UsageError(f"input file {p} does not exist")
+    path = train_sentencepiece(list(inputs), prefix, vocab_size, model_type)
+    typer.echo(f"wrote {path}")
+
+
+def _open_in(path: Path | None, errors: str = "strict") -> Iterator[str]:
+    source = sys.stdin.fileno() if path is None else path
+    with open(source, encoding="utf-8", errors=errors, closefd=path is not None) as f:
+        yield from f
+
+
+def _spm(model: Path) -> Any:
+    from nmt.tokenizer import Tokenizer
+
+    if not model.is_file():
+        raise UsageError(f"tokenizer model {model} does not exist")
+    return Tokenizer(model.read_bytes()).src
+
+
+@tok_app.command("encode")
+@friendly_errors
+def tokenize_encode(
+    model: Annotated[Path, typer.Option(help="SentencePiece .model file.")],
+    input: Annotated[Path | None, typer.Option("-i", "--input")] = None,
+    ids: Annotated[bool, typer.Option(help="Write ids instead of pieces.")] = False,
+) -> None:
+    """Split text (stdin or -i) into subword pieces (or ids), one line per line."""
+    sp = _spm(model)
+    for line in _open_in(input):
+        out = sp.encode(line.rstrip("\n"), out_type=int if ids else str)
+        typer.echo(" ".join(map(str, out)))
+
+
+@tok_app.command("decode")
+@friendly_errors
+def tokenize_decode(
+    model: Annotated[Path, typer.Option(help="SentencePiece .model file.")],
+    input: Annotated[Path | None, typer.Option("-i", "--input")] = None,
+    ids: Annotated[bool, typer.Option(help="Input holds ids instead of pieces.")] = False,
+) -> None:
+    """Join subword pieces (or ids) back into text."""
+    sp = _spm(model)
+    for line in _open_in(input):
+        parts = line.split()
+        if ids:
+            try:
+                parts = [int(p) for p in parts]
+            except ValueError as e:
+                raise UsageError(f"--ids input must hold integers: {e}") from None
+        typer.echo(sp.decode(parts))
+
+
+# --- train -----------------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def train(
+    config: Annotated[Path | None, typer.Argument(help="YAML config.")] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override: section.key=value (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+) -> None:
+    """Train a model; writes config, tokenizer, checkpoints, metrics and log to the run dir."""
+    from nmt.train import train_from_config
+
+    if config is None and resume is None:
+        raise UsageError("give a CONFIG to start a run, or --resume RUN_DIR")
+    if resume is not None and not (resume / "last.safetensors").is_file():
+        raise UsageError(f"{resume} has no last.safetensors to resume from")
+    train_from_config(config, set_ or [], out, resume)
+
+
+# --- translate -------------------------------------------------------------------------------
+Beam = Annotated[int | None, typer.Option(help="Beam size (1 = greedy); default from config.")]
+
+
+@app.command()
+@friendly_errors
+def translate(
+    model: Annotated[Path, typer.Argument(help="Run directory or checkpoint file.")],
+    input: Annotated[Path | None, typer.Option("-i", "--input", help="Default: stdin.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: stdout.")] = None,
+    beam: Beam = None,
+    nbest: Annotated[
+        int, typer.Option(help="Hypotheses per line (Moses n-best format if > 1).")
+    ] = 1,
+    length_penalty: Annotated[float | None, typer.Option(help="Alpha of the GNMT penalty.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    errors: Annotated[
+        str, typer.Option(help="Undecodable input bytes: strict or replace.")
+    ] = "strict",
+) -> None:
+    """Translate a file or stdin, one output line per input line, in order."""
+    from nmt.translate_cli import run_translate
+
+    run_translate(
+        model,
+        input,
+        output,
+        beam=beam,
+        nbest=nbest,
+        length_penalty=length_penalty,
+        batch_size=batch_size,
+        precision=precision,
+        device=device,
+        errors=errors,
+    )
+
+
+# --- evaluate --------------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def evaluate(
+    model: Annotated[
+        Path | None, typer.Argument(help="Run dir or checkpoint (with --src).")
+    ] = None,
+    hyp: Annotated[Path | None, typer.Option(help="Hypothesis file.")] = None,
+    ref: Annotated[Path | None, typer.Option(help="Reference file.")] = None,
+    src: Annotated[Path | None, typer.Option(help="Source file to translate with MODEL.")] = None,
+    beam: Beam = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Score hypotheses with sacreBLEU (BLEU, lowercased BLEU, chrF, TER, signatures)."""
+    from nmt.evaluate import format_scores, read_lines, score
+
+    if ref is None:
+        raise UsageError("--ref is required")
+    if (hyp is None) == (model is None or src is None):
+        raise UsageError("give either --hyp, or MODEL with --src")
+    if hyp is not None:
+        hyps = read_lines(hyp)
+    else:
+        from nmt.translate_cli import translate_file
+
+        hyps = translate_file(model, src, beam=beam)
+    refs = read_lines(ref)
+    if len(hyps) != len(refs):
+        raise UsageError(
+            f"{hyp or 'the translation'} has {len(hyps)} lines but {ref} has "
+            f"{len(refs)}: hypotheses and references must align line by line"
+        )
+    scores = score(hyps, refs)
+    typer.echo(json.dumps(scores, indent=2) if as_json else format_scores(scores))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Corpus acquisition: fetchers that turn published datasets into ``<split>.<lang>`` text files."""

@@ -1,0 +1,244 @@
+"""Greedy and beam search over the backbone contract (:class:`nmt.models.base.Seq2Seq`).
+
+Both functions only call ``encode``, ``decode_step`` and ``reorder_state``; they work for
+every backbone. Sentences that are finished leave the batch (``reorder_state`` with the
+indices of the rows still running), so a batch costs what its longest output costs only
+for the rows still producing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from nmt.models.base import Seq2Seq, State
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # output ids, EOS excluded
+    score: float  # length-normalised log-probability (the ranking score)
+    log_prob: float  # raw sum of token log-probabilities
+    attention: list[list[float]] | None = field(default=None, repr=False)  # (T, S) if kept
+
+
+@dataclass
+class SearchLimits:
+    """Token ids and the length bound ``max_len = a * source_length + b``."""
+
+    bos_id: int
+    eos_id: int
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    cap: int = 0  # hard upper bound (e.g. the model's max positions); 0 = none
+
+    def max_lengths(self, src_mask: Tensor) -> Tensor:
+        src_len = src_mask.sum(dim=1)  # (B,)
+        lengths = (self.max_len_a * src_len.float() + self.max_len_b).long().clamp(min=1)
+        return lengths.clamp(max=self.cap - 1) if self.cap > 1 else lengths
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """Wu et al. (2016), eq. 14: lp(Y) = ((5 + |Y|) / 6) ** alpha."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
+    """Rows that reached their length limit may only emit EOS."""
+    if at_limit.any():
+        forced = torch.full_like(log_probs, float("-inf"))
+        forced[:, eos_id] = 0.0
+        log_probs = torch.where(at_limit.unsqueeze(1), forced, log_probs)  # (B, V)
+    return log_probs
+
+
+@torch.no_grad()
+def greedy_search(
+    model: Seq2Seq,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: SearchLimits,
+    keep_attention: bool = False,
+) -> list[Hypothesis]:
+    """Pick the most probable token at every step; one hypothesis per sentence."""
+    batch = src.size(0)
+    state = model.encode(src, src_mask)
+    max_len = limits.max_lengths(src_mask).cpu()  # (B,)
+    alive = torch.arange(batch)  # sentence index of each running row
+    prev = torch.full((batch,), limits.bos_id, dtype=torch.long, device=src.device)
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    scores = [0.0] * batch
+    attn: list[list[list[float]]] = [[] for _ in range(batch)]
+    for step in range(int(max_len.max())):
+        log_probs, state = model.decode_step(prev, state)  # (b, V)
+        at_limit = (max_len[alive] <= step + 1).to(log_probs.device)  # (b,)
+        log_probs = _force_eos(log_probs, at_limit, limits.eos_id)
+        best, next_tok = log_probs.max(dim=-1)  # (b,), (b,)
+        _record(alive, next_tok, best, state, tokens, scores, attn, keep_attention)
+        running = next_tok != limits.eos_id  # (b,)
+        if not running.any():
+            break
+        if not running.all():
+            rows = running.nonzero().squeeze(1)  # (b',)
+            state = model.reorder_state(state, rows)
+            alive, next_tok = alive[rows.cpu()], next_tok[rows]
+        prev = next_tok
+    return [
+        _greedy_hyp(tokens[i], scores[i], attn[i] if keep_attention else None, limits.eos_id)
+        for i in range(batch)
+    ]
+
+
+def _record(
+    alive: Tensor,
+    next_tok: Tensor,
+    best: Tensor,
+    state: State,
+    tokens: list,
+    scores: list,
+    attn: list,
+    keep_attention: bool,
+) -> None:
+    toks, lps = next_tok.tolist(), best.tolist()
+    weights = state.get("attention") if keep_attention else None
+    for row, sent in enumerate(alive.tolist()):
+        tokens[sent].append(toks[row])
+        scores[sent] += lps[row]
+        if weights is not None:
+            attn[sent].append(weights[row].float().tolist())
+
+
+def _greedy_hyp(toks: list[int], log_prob: float, attn: list | None, eos_id: int) -> Hypothesis:
+    if toks and toks[-1] == eos_id:
+        toks = toks[:-1]
+    return Hypothesis(toks, log_prob, log_prob, attn)
+
+
+# --- beam search -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Beams:
+    """Book-keeping of a batched beam search: ``b`` running sentences x ``k`` beams."""
+
+    sent: Tensor  # (b,) original sentence index of each running sentence
+    scores: Tensor  # (b, k) cumulative log-probabilities of the running hypotheses
+    tokens: Tensor  # (b, k, t) output tokens so far
+    finished: list[list[Hypothesis]]  # per original sentence
+
+
+@torch.no_grad()
+def beam_search(
+    model: Seq2Seq,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: SearchLimits,
+    beam: int = 5,
+    nbest: int = 1,
+    alpha: float = 1.0,
+) -> list[list[Hypothesis]]:
+    """Batched beam search; returns the ``nbest`` best hypotheses of every sentence.
+
+    Each step scores the ``2k`` best expansions of every sentence; those ending in EOS
+    among the top ``k`` are finished (ranked by log-prob / lp, Wu et al. 2016 eq. 14),
+    and the best ``k`` others continue. A sentence stops once it has ``k`` finished
+    hypotheses or reaches its length limit.
+    """
+    batch, device = src.size(0), src.device
+    state = model.encode(src, src_mask)
+    state = model.reorder_state(state, torch.arange(batch, device=device).repeat_interleave(beam))
+    max_len = limits.max_lengths(src_mask).cpu()  # (B,)
+    scores = torch.full((batch, beam), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    beams = _Beams(
+        torch.arange(batch),
+        scores,
+        torch.empty(batch, beam, 0, dtype=torch.long, device=device),
+        [[] for _ in range(batch)],
+    )
+    prev = torch.full((batch * beam,), limits.bos_id, dtype=torch.long, device=device)
+    for step in range(int(max_len.max())):
+        log_probs, state = model.decode_step(prev, state)  # (b*k, V)
+        at_limit = max_len[beams.sent] <= step + 1  # (b,)
+        log_probs = _force_eos(
+            log_probs, at_limit.repeat_interleave(beam).to(device), limits.eos_id
+        )
+        cand_scores, origin, token = _top_candidates(beams.scores, log_probs, beam)
+        _finish(beams, cand_scores, origin, token, beam, alpha, limits.eos_id)
+        keep = _select_running(beams, cand_scores, origin, token, at_limit, limits.eos_id)
+        if keep is None:
+            break
+        state = model.reorder_state(state, keep)
+        prev = beams.tokens[:, :, -1].reshape(-1)  # (b*k,)
+    return [sorted(h, key=lambda h: -h.score)[:nbest] for h in beams.finished]
+
+
+def _top_candidates(scores: Tensor, log_probs: Tensor, beam: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The 2k best (beam, token) expansions of each sentence: scores, origin beam, token."""
+    b, vocab = scores.size(0), log_probs.size(-1)
+    total = scores.unsqueeze(-1) + log_probs.view(b, beam, vocab)  # (b, k, V)
+    cand_scores, flat = total.view(b, -1).topk(2 * beam, dim=-1)  # (b, 2k)
+    return cand_scores, flat // vocab, flat % vocab
+
+
+def _finish(
+    beams: _Beams,
+    cand_scores: Tensor,
+    origin: Tensor,
+    token: Tensor,
+    beam: int,
+    alpha: float,
+    eos_id: int,
+) -> None:
+    """Move EOS expansions ranked within the top k of their sentence to ``finished``."""
+    is_eos = (token[:, :beam] == eos_id) & torch.isfinite(cand_scores[:, :beam])  # (b, k)
+    for row, col in is_eos.nonzero().tolist():
+        sent = int(beams.sent[row])
+        if len(beams.finished[sent]) >= beam:
+            continue
+        toks = beams.tokens[row, origin[row, col]].tolist()
+        lp = float(cand_scores[row, col])
+        beams.finished[sent].append(Hypothesis(toks, lp / length_penalty(len(toks) + 1, alpha), lp))
+
+
+def _select_running(
+    beams: _Beams, cand_scores: Tensor, origin: Tensor, token: Tensor, at_limit: Tensor, eos_id: int
+) -> Tensor | None:
+    """Keep the k best non-EOS expansions of unfinished sentences; return state rows to keep.
+
+    Returns ``None`` when every sentence is finished (k hypotheses, or at its length limit).
+    """
+    beam = beams.scores.size(1)
+    masked = cand_scores.masked_fill(token == eos_id, float("-inf"))  # (b, 2k)
+    best, pos = masked.topk(beam, dim=-1)  # (b, k)
+    src_beam, new_tok = origin.gather(1, pos), token.gather(1, pos)  # (b, k)
+    full = torch.tensor([len(beams.finished[int(s)]) >= beam for s in beams.sent.tolist()])
+    done = full | at_limit  # (b,)
+    live = (~done).nonzero().squeeze(1)  # (b',)
+    if live.numel() == 0:
+        return None
+    live_dev = live.to(best.device)
+    src_beam, new_tok, best = src_beam[live_dev], new_tok[live_dev], best[live_dev]
+    prev_tokens = beams.tokens[live_dev].gather(
+        1, src_beam.unsqueeze(-1).expand(-1, -1, beams.tokens.size(-1))
+    )  # (b', k, t)
+    beams.tokens = torch.cat([prev_tokens, new_tok.unsqueeze(-1)], dim=-1)  # (b', k, t+1)
+    beams.scores, beams.sent = best, beams.sent[live]
+    return (live_dev.unsqueeze(1) * beam + src_beam).reshape(-1)  # (b'*k,) rows of the old state
+
+
+def search(
+    model: Seq2Seq,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: SearchLimits,
+    beam: int = 1,
+    nbest: int = 1,
+    alpha: float = 1.0,
+) -> list[list[Hypothesis]]:
+    """Greedy when ``beam == 1`` (and one best), beam search otherwise."""
+    if beam == 1 and nbest == 1:
+        return [[h] for h in greedy_search(model, src, src_mask, limits)]
+    return beam_search(model, src, src_mask, limits, beam, nbest, alpha)

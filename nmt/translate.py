@@ -1,0 +1,117 @@
+"""Translating lines and whole files: length-sorted batches, order preserved.
+
+Input is read in chunks, each chunk sorted by length so that batches carry little
+padding, translated, and written back in the original order. Every input line gives
+exactly one output line: an empty line translates to an empty line without reaching
+the model, and memory stays bounded by the chunk size whatever the file's length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from nmt.batching import pad_sequences
+from nmt.config import SearchConfig
+from nmt.models.base import Seq2Seq
+from nmt.search import Hypothesis, SearchLimits, search
+from nmt.tokenizer import Tokenizer
+
+log = logging.getLogger("nmt.translate")
+
+
+@dataclass
+class Translator:
+    """A model, its tokenizer and search settings: turns source lines into hypotheses."""
+
+    model: Seq2Seq
+    tok: Tokenizer
+    search: SearchConfig
+    device: torch.device = torch.device("cpu")
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    max_src_len: int = 0  # longer sources are truncated (0 = no limit)
+    chunk_lines: int = 10_000
+    _warned_long: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.max_src_len:
+            self.max_src_len = self.model.max_positions
+
+    @property
+    def limits(self) -> SearchLimits:
+        s = self.search
+        return SearchLimits(
+            self.tok.bos_id, self.tok.eos_id, s.max_len_a, s.max_len_b, self.model.max_positions
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _encode(self, lines: list[str]) -> list[list[int]]:
+        ids = self.tok.encode_src(lines)
+        if self.max_src_len > 0:
+            if any(len(s) > self.max_src_len for s in ids) and not self._warned_long:
+                log.warning("source lines longer than %d subwords are truncated", self.max_src_len)
+                self._warned_long = True
+            ids = [
+                s[: self.max_src_len - 1] + [self.tok.eos_id] if len(s) > self.max_src_len else s
+                for s in ids
+            ]
+        return ids
+
+    def translate_batch(self, lines: list[str]) -> list[list[Hypothesis]]:
+        """Hypotheses for a list of non-empty lines (one batch, no sorting)."""
+        return self._search_ids(self._encode(lines))
+
+    def _search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
+        src = pad_sequences(ids, self.tok.pad_id).to(self.device)  # (B, S)
+        s = self.search
+        self.model.eval()
+        with torch.inference_mode(), self._autocast():
+            return search(
+                self.model,
+                src,
+                src != self.tok.pad_id,
+                self.limits,
+                s.beam,
+                s.nbest,
+                s.length_penalty,
+            )
+
+    def translate_chunk(self, lines: list[str]) -> list[list[Hypothesis]]:
+        """Sort by length, translate in batches, restore the input order."""
+        results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in lines]
+        todo = [i for i, line in enumerate(lines) if line.strip()]
+        encoded = dict(zip(todo, self._encode([lines[i] for i in todo])))
+        todo.sort(key=lambda i: len(encoded[i]))
+        bs = self.search.batch_size
+        for start in range(0, len(todo), bs):
+            idx = todo[start : start + bs]
+            for i, hyps in zip(idx, self._search_ids([encoded[i] for i in idx])):
+                results[i] = hyps
+        return results
+
+    def translate_stream(self, lines: Iterable[str]) -> Iterator[list[Hypothesis]]:
+        """Hypotheses for every line of ``lines``, in order, ``chunk_lines`` at a time."""
+        chunk: list[str] = []
+        for line in lines:
+            chunk.append(line.rstrip("\n").rstrip("\r"))
+            if len(chunk) >= self.chunk_lines:
+                yield from self.translate_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self.translate_chunk(chunk)
+
+    def detok(self, hyp: Hypothesis) -> str:
+        """Detokenized text, on one line whatever the model produced."""
+        text = self.tok.decode_tgt(hyp.tokens)
+        return " ".join(text.split())
+
+    def translate_lines(self, lines: list[str]) -> list[str]:
+        return [self.detok(h[0]) for h in self.translate_stream(lines)]
