@@ -355,6 +355,7 @@ class Transformer(Seq2Seq):
         super().__init__()
         check_config(cfg, src_vocab, tgt_vocab)
         self.pad_id = pad_id
+        self.max_positions = cfg.max_positions
         self.keep_attention = False
         self.heads = cfg.heads
         positions = sinusoidal_table(cfg.max_positions, cfg.d_model)  # (P, D)
