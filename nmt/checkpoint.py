@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,30 @@ def atomic_write(path: Path, write: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_run_dir(run_dir: Path, n_params: int, copies: int) -> None:
+    """Fail before training if the run directory cannot be written or the disk is too full.
+
+    ``copies`` checkpoints of ``n_params`` fp32 weights, plus Adam's two moments for the
+    training state, must fit; a disk that fills up later still cannot corrupt a
+    checkpoint (see :func:`atomic_write`), but an early error saves the hours before it.
+    """
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise CheckpointError(f"run directory {run_dir} is not writable: {e.strerror or e}") from e
+    needed = 4 * n_params * (copies + 2)
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise CheckpointError(
+            f"only {free / 2**20:.0f} MiB free in {run_dir}; checkpoints need about "
+            f"{needed / 2**20:.0f} MiB (free space or lower train.keep_checkpoints)"
+        )
 
 
 def _dedup(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

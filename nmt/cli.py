@@ -37,10 +37,11 @@ class UsageError(ValueError):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from nmt.batching import CorpusError
     from nmt.checkpoint import CheckpointError
     from nmt.config import ConfigError
     from nmt.data.multi30k import DataError
+    from nmt.plots import PlotError
+    from nmt.textio import CorpusError
     from nmt.tokenizer import TokenizerError
     from nmt.train import TrainingError
 
@@ -52,6 +53,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         DataError,
         TokenizerError,
         TrainingError,
+        PlotError,
         OSError,
         UnicodeDecodeError,
     )
@@ -189,15 +191,22 @@ def train(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides train.device).")
+    ] = None,
 ) -> None:
-    """Train a model; writes config, tokenizer, checkpoints, metrics and log to the run dir."""
+    """Train a model; writes config, tokenizer, checkpoints, metrics and log to the run dir.
+
+    Several processes: ``torchrun --nproc-per-node N -m nmt train CONFIG`` (see README).
+    """
     from nmt.train import train_from_config
 
     if config is None and resume is None:
         raise UsageError("give a CONFIG to start a run, or --resume RUN_DIR")
     if resume is not None and not (resume / "last.safetensors").is_file():
         raise UsageError(f"{resume} has no last.safetensors to resume from")
-    train_from_config(config, set_ or [], out, resume)
+    overrides = (set_ or []) + ([f"train.device={device}"] if device else [])
+    train_from_config(config, overrides, out, resume)
 
 
 # --- translate -------------------------------------------------------------------------------
@@ -207,7 +216,12 @@ Beam = Annotated[int | None, typer.Option(help="Beam size (1 = greedy); default 
 @app.command()
 @friendly_errors
 def translate(
-    model: Annotated[Path, typer.Argument(help="Run directory or checkpoint file.")],
+    model: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run directory or checkpoint file; several: an ensemble (same tokenizer)."
+        ),
+    ],
     input: Annotated[Path | None, typer.Option("-i", "--input", help="Default: stdin.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: stdout.")] = None,
     beam: Beam = None,
@@ -216,13 +230,23 @@ def translate(
     ] = 1,
     length_penalty: Annotated[float | None, typer.Option(help="Alpha of the GNMT penalty.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, bf16, or fp16 (CUDA only).")] = "fp32",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     errors: Annotated[
         str, typer.Option(help="Undecodable input bytes: strict or replace.")
     ] = "strict",
+    attention_plot: Annotated[
+        Path | None,
+        typer.Option(help="Save an attention heatmap (PNG) of one sentence (greedy search)."),
+    ] = None,
+    quantize: Annotated[
+        str, typer.Option(help="none, or int8 (dynamic quantization for CPU inference).")
+    ] = "none",
 ) -> None:
-    """Translate a file or stdin, one output line per input line, in order."""
+    """Translate a file or stdin, one output line per input line, in order.
+
+    With several MODELs, an ensemble: their next-token probabilities are averaged.
+    """
     from nmt.translate_cli import run_translate
 
     run_translate(
@@ -236,6 +260,8 @@ def translate(
         precision=precision,
         device=device,
         errors=errors,
+        attention_plot=attention_plot,
+        quantization=quantize,
     )
 
 
@@ -251,9 +277,11 @@ def evaluate(
     src: Annotated[Path | None, typer.Option(help="Source file to translate with MODEL.")] = None,
     beam: Beam = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N (with --src).")] = "auto",
 ) -> None:
     """Score hypotheses with sacreBLEU (BLEU, lowercased BLEU, chrF, TER, signatures)."""
-    from nmt.evaluate import format_scores, read_lines, score
+    from nmt.evaluate import format_scores, score
+    from nmt.textio import read_lines
 
     if ref is None:
         raise UsageError("--ref is required")
@@ -264,8 +292,10 @@ def evaluate(
     else:
         from nmt.translate_cli import translate_file
 
-        hyps = translate_file(model, src, beam=beam)
+        hyps = translate_file(model, src, beam=beam, device=device)
     refs = read_lines(ref)
+    if not refs:
+        raise UsageError(f"{ref} is empty: there is nothing to score")
     if len(hyps) != len(refs):
         raise UsageError(
             f"{hyp or 'the translation'} has {len(hyps)} lines but {ref} has "
@@ -273,6 +303,54 @@ def evaluate(
         )
     scores = score(hyps, refs)
     typer.echo(json.dumps(scores, indent=2) if as_json else format_scores(scores))
+
+
+# --- compare ---------------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def compare(
+    configs: Annotated[list[Path], typer.Argument(help="YAML configs, one run each.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the runs, report and plots.")],
+    budget_minutes: Annotated[
+        float | None, typer.Option(help="Training minutes per run (sets train.max_minutes).")
+    ] = None,
+    test: Annotated[
+        list[str],
+        typer.Option(
+            "--test", help="Test set name (repeatable); default: data.test and Multi30k's."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override for every config (repeatable).")
+    ] = None,
+) -> None:
+    """Train (or reuse) each config, evaluate all alike; write RESULTS.md, results.json, plots."""
+    from nmt.compare import run_compare
+
+    report = run_compare(configs, out, budget_minutes, test or None, set_ or [])
+    typer.echo(f"wrote {report}")
+
+
+# --- average ---------------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def average(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="A run directory (its newest step checkpoints) or checkpoint files."),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint to write.")],
+    last: Annotated[
+        int, typer.Option(min=1, help="How many of the run's newest step checkpoints.")
+    ] = 5,
+    device: Annotated[str, typer.Option(help="Where to sum: cpu, cuda, cuda:N, auto.")] = "cpu",
+) -> None:
+    """Average the weights of checkpoints of one model into a new checkpoint."""
+    from nmt.average import average_to_file
+    from nmt.train import resolve_device
+
+    used = average_to_file(inputs, output, last, resolve_device(device))
+    typer.echo(f"averaged {len(used)} checkpoints into {output}")
 
 
 def main() -> None:

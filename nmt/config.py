@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -112,7 +113,9 @@ class TrainConfig:
     min_lr: float = 1e-6
     label_smoothing: float = 0.1
     clip_norm: float = 1.0  # 0 = no clipping
-    precision: str = "bf16"  # fp32 | bf16 (autocast; this CPU has native bf16 dot products)
+    precision: str = "bf16"  # fp32 | bf16 | fp16 (autocast; fp16 is CUDA only, with loss scaling)
+    accumulate: int = 1  # batches per update and process; tokens/update = batch_tokens*this*procs
+    keep_checkpoints: int = 5  # step checkpoints kept in RUN_DIR/ckpt for `nmt average`; 0 = none
     threads: int = 0  # torch intra-op threads; 0 = all cores
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     max_bad_steps: int = 10  # stop after this many consecutive NaN/inf losses
@@ -158,7 +161,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.transformer.norm": ("pre", "post"),
     "train.optimizer": ("adam", "adamw"),
     "train.schedule": ("noam", "plateau", "constant"),
-    "train.precision": ("fp32", "bf16"),
+    "train.precision": ("fp32", "bf16", "fp16"),
 }
 
 
@@ -207,61 +210,51 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     raise ConfigError(f"{path}: expected {tname}, got {value!r}")
 
 
+# Numeric bounds that types alone cannot express.
+POSITIVE = (
+    "tokenizer.vocab_size data.max_len train.batch_tokens train.valid_every train.log_every "
+    "train.accumulate search.beam search.nbest search.batch_size "
+    "model.lstm.hidden model.lstm.layers model.lstm.emb_dim "
+    "model.attention.hidden model.attention.layers model.attention.emb_dim "
+    "model.transformer.d_model model.transformer.heads model.transformer.ff_dim "
+    "model.transformer.encoder_layers model.transformer.decoder_layers"
+).split()
+NON_NEGATIVE = (
+    "train.max_steps train.max_epochs train.max_minutes train.lr train.warmup_steps "
+    "train.clip_norm train.patience train.threads train.keep_checkpoints "
+    "search.length_penalty search.max_len_a search.max_len_b"
+).split()
+PROBABILITIES = (
+    "train.label_smoothing model.lstm.dropout model.attention.dropout "
+    "model.transformer.dropout model.transformer.attention_dropout"
+).split()
+
+
 def validate(cfg: Config) -> Config:
-    """Range and choice checks that types alone cannot express."""
+    """Choice, range and consistency checks; the error names the offending key."""
     for path, allowed in CHOICES.items():
         value = get_path(cfg, path)
         if value not in allowed:
             raise ConfigError(f"{path}: '{value}' is not one of {', '.join(allowed)}")
-    positive = [
-        "tokenizer.vocab_size",
-        "data.max_len",
-        "train.batch_tokens",
-        "search.beam",
-        "search.nbest",
-        "search.batch_size",
-        "train.valid_every",
-        "train.log_every",
-        "model.lstm.hidden",
-        "model.lstm.layers",
-        "model.lstm.emb_dim",
-        "model.attention.hidden",
-        "model.attention.layers",
-        "model.attention.emb_dim",
-        "model.transformer.d_model",
-        "model.transformer.heads",
-        "model.transformer.ff_dim",
-        "model.transformer.encoder_layers",
-        "model.transformer.decoder_layers",
-    ]
-    for path in positive:
+    _check_ranges(cfg)
+    _check_consistency(cfg)
+    _check_device(cfg.train)
+    return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    for path in POSITIVE:
         if get_path(cfg, path) <= 0:
             raise ConfigError(f"{path} must be positive, got {get_path(cfg, path)}")
-    non_negative = [
-        "train.max_steps",
-        "train.max_epochs",
-        "train.max_minutes",
-        "train.lr",
-        "train.warmup_steps",
-        "train.clip_norm",
-        "train.patience",
-        "train.threads",
-        "search.length_penalty",
-        "search.max_len_a",
-        "search.max_len_b",
-    ]
-    for path in non_negative:
+    for path in NON_NEGATIVE:
         if get_path(cfg, path) < 0:
             raise ConfigError(f"{path} must not be negative, got {get_path(cfg, path)}")
-    for path in [
-        "train.label_smoothing",
-        "model.lstm.dropout",
-        "model.attention.dropout",
-        "model.transformer.dropout",
-        "model.transformer.attention_dropout",
-    ]:
+    for path in PROBABILITIES:
         if not 0.0 <= get_path(cfg, path) < 1.0:
             raise ConfigError(f"{path} must be in [0, 1), got {get_path(cfg, path)}")
+
+
+def _check_consistency(cfg: Config) -> None:
     if cfg.search.nbest > cfg.search.beam:
         raise ConfigError(
             f"search.nbest ({cfg.search.nbest}) exceeds search.beam ({cfg.search.beam})"
@@ -273,7 +266,14 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.model.type == "transformer" and t.tie_embeddings and not cfg.tokenizer.joint:
         raise ConfigError("model.transformer.tie_embeddings needs tokenizer.joint: true")
-    return cfg
+
+
+def _check_device(t: TrainConfig) -> None:
+    """A device name torch understands; fp16 only where it can run (CUDA)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device):
+        raise ConfigError(f"train.device: '{t.device}' is not one of auto, cpu, cuda, cuda:N")
+    if t.precision == "fp16" and t.device == "cpu":
+        raise ConfigError("train.precision fp16 needs a CUDA device; use bf16 on CPU")
 
 
 def get_path(cfg: Any, path: str) -> Any:

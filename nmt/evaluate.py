@@ -9,7 +9,6 @@ defaults: cased BLEU with the ``13a`` tokenizer, chrF2, and TER.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF, TER
 
@@ -51,16 +50,6 @@ def _checked(hyps: Sequence[str], refs: Sequence[str]) -> tuple[list[str], list[
     if not hyps:
         raise ValueError("nothing to score: 0 hypotheses and 0 references")
     return hyps, refs
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """Read a UTF-8 text file as one entry per line, stripping only the line terminator.
-
-    Splits on ``\\n`` alone (a stray ``\\r`` or Unicode line separator inside a sentence
-    must not shift the alignment with the references); ``\\r\\n`` endings are accepted.
-    """
-    with Path(path).open(encoding="utf-8", newline="\n") as f:
-        return [line.removesuffix("\n").removesuffix("\r") for line in f]
 
 
 def format_scores(scores: dict) -> str:

@@ -7,6 +7,7 @@ output is not a terminal (CI, ``nohup``) rich draws nothing live and the log lin
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -19,13 +20,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+# Off a terminal (logs piped to a file, CI), lines are not wrapped at 80 columns.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
 
 
 class TrainProgress:
     """Context manager wrapping a rich ``Progress`` with training-specific fields."""
 
-    def __init__(self, total_steps: int | None) -> None:
+    def __init__(self, total_steps: int | None, quiet: bool = False) -> None:
+        """``quiet``: draw nothing (training processes other than rank 0)."""
         self.progress = Progress(
             TextColumn("[bold]train[/]"),
             BarColumn(),
@@ -38,6 +41,7 @@ class TrainProgress:
             TimeRemainingColumn(),
             console=console,
             transient=False,
+            disable=quiet,
         )
         self.task = self.progress.add_task(
             "train", total=total_steps, epoch=1, loss=0.0, lr=0.0, tps=0.0

@@ -20,7 +20,7 @@ import math
 import random
 import signal
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +28,30 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import ParallelCorpus, encode_corpus, epoch_batches, make_batch, read_parallel
-from nmt.checkpoint import load_train_state, save_checkpoint, save_train_state
+from nmt.average import save_step_checkpoint
+from nmt.batching import Batch, ParallelCorpus, encode_corpus, epoch_batches, make_batch
+from nmt.checkpoint import check_run_dir, load_train_state, save_checkpoint, save_train_state
 from nmt.config import Config, ConfigError, SearchConfig, load_config, save_config
+from nmt.distributed import (
+    accumulation_groups,
+    all_min,
+    all_sum,
+    broadcast_object,
+    current,
+    gather_objects,
+    main_first,
+    no_sync_unless,
+    process_group,
+    rank_device,
+    shard_batches,
+    wrap_ddp,
+)
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
+from nmt.precision import autocast, check_precision, grad_scaler
 from nmt.progress import TrainProgress
 from nmt.schedule import LRSchedule
+from nmt.textio import read_parallel
 from nmt.tokenizer import Tokenizer, train_tokenizer
 from nmt.translate import Translator
 
@@ -51,13 +68,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' was asked for but CUDA is not available")
     return torch.device(name)
-
-
-def autocast(precision: str, device: torch.device) -> AbstractContextManager:
-    """bf16 autocast (matrix work in bf16, reductions and softmax kept in fp32)."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def prepare_tokenizer(cfg: Config) -> Tokenizer:
@@ -111,6 +121,7 @@ class TrainState:
     bad_validations: int = 0
     elapsed: float = 0.0  # training seconds before this process
     history: list = field(default_factory=list)
+    world_size: int = 1  # processes that consumed batch_in_epoch batches each
 
 
 class Trainer:
@@ -118,24 +129,32 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool = False) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.device = resolve_device(cfg.train.device)
+        self.ctx = current()  # rank and world size; one process unless launched by torchrun
+        self.device = rank_device(resolve_device(cfg.train.device), self.ctx)
+        check_precision(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)
         random.seed(cfg.train.seed)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.tok = prepare_tokenizer(cfg)
+        with main_first(self.ctx):  # rank 0 trains a missing tokenizer, the others load it
+            self.tok = prepare_tokenizer(cfg)
         self.data = load_corpora(cfg, self.tok)
         self.model: Seq2Seq = build_model(
             cfg.model, self.tok.src_vocab_size, self.tok.tgt_vocab_size, self.tok.pad_id
         )
         self.model.to(self.device)
+        if self.ctx.enabled:  # same initial weights, but each rank its own dropout masks
+            torch.manual_seed(cfg.train.seed + self.ctx.rank)
         self.optimizer = self._make_optimizer()
+        self.scaler = grad_scaler(cfg.train.precision, self.device)
         self.schedule = LRSchedule(cfg.train)
-        self.state = TrainState()
+        self.state = TrainState(world_size=self.ctx.world_size)
         self.stop_reason = ""
         self._interrupted = False
+        self._bad_steps = 0  # consecutive updates skipped for a non-finite loss
         if resume:
             self._restore()
+        self.ddp = wrap_ddp(self.model, self.device, self.ctx)  # self.model stays the bare one
         log.info("model %s: %s parameters", cfg.model.type, f"{self.model.num_parameters():,}")
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -146,11 +165,15 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------
     def train(self) -> TrainState:
         """Train until a stop condition holds; always leave a resumable last checkpoint."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, self.run_dir / "config.yaml")
-        self.tok.save(self.run_dir / "tokenizer")
+        if self.ctx.is_main:  # only rank 0 writes to the run directory
+            copies = 3 + self.cfg.train.keep_checkpoints  # best, last, state, kept steps
+            check_run_dir(self.run_dir, self.model.num_parameters(), copies)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+            self.tok.save(self.run_dir / "tokenizer")
+        self._log_effective_batch()
         start = time.monotonic() - self.state.elapsed
-        with self._signals(), TrainProgress(self._total_steps()) as progress:
+        quiet = not self.ctx.is_main
+        with self._signals(), TrainProgress(self._total_steps(), quiet=quiet) as progress:
             self.progress = progress
             while not self._should_stop(start):
                 self._run_epoch(start)
@@ -165,53 +188,97 @@ class Trainer:
         )
         return self.state
 
-    def _run_epoch(self, start: float) -> None:
+    def _log_effective_batch(self) -> None:
+        """Tokens per update = batch_tokens x accumulate x processes. To keep an update the
+        same size on more processes, lower ``train.accumulate`` by the same factor."""
+        t, world = self.cfg.train, self.ctx.world_size
+        log.info(
+            "effective batch: %d tokens x %d accumulated x %d processes = %d tokens per update",
+            t.batch_tokens,
+            t.accumulate,
+            world,
+            t.batch_tokens * t.accumulate * world,
+        )
+
+    def _epoch_shard(self) -> list[list[int]]:
+        """This rank's batches of the current epoch (all of them for a single process)."""
         t = self.cfg.train
         batches = epoch_batches(self.data.train, t.batch_tokens, t.seed, self.state.epoch)
+        if len(batches) < self.ctx.world_size:
+            raise TrainingError(
+                f"the training data makes {len(batches)} batches per epoch, fewer than the "
+                f"{self.ctx.world_size} processes (lower train.batch_tokens)"
+            )
+        return shard_batches(batches, self.ctx)
+
+    def _run_epoch(self, start: float) -> None:
+        batches = self._epoch_shard()[self.state.batch_in_epoch :]
         window = _Window()
-        for indices in batches[self.state.batch_in_epoch :]:
-            batch = make_batch(self.data.train, indices, self.tok).to(self.device)
-            loss = self._train_step(batch)
-            self.state.batch_in_epoch += 1
-            window.add(loss, batch.n_tokens)
+        for group in accumulation_groups(batches, self.cfg.train.accumulate):
+            micro = [make_batch(self.data.train, idx, self.tok).to(self.device) for idx in group]
+            loss = self._train_step(micro)
+            self.state.batch_in_epoch += len(group)
+            window.add(loss, self._update_tokens)
             self._after_step(window, start)
             if self._should_stop(start):
                 return
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
 
-    def _train_step(self, batch) -> float:
-        """One update; returns the mean label-smoothed loss per target token (nan if skipped)."""
-        t = self.cfg.train
+    def _train_step(self, batches: list[Batch]) -> float:
+        """One update from this rank's micro-batches and, through DDP, every other rank's.
+
+        The summed loss is divided by the target tokens of the whole update (all
+        micro-batches of all ranks), so the gradient does not depend on how the update's
+        batches are spread over processes and accumulation steps. DDP averages gradients
+        over ranks, hence the factor world_size. Returns the update's mean loss per
+        target token (nan if the update was skipped).
+        """
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr(self.state.step + 1)
-        with autocast(t.precision, self.device):
-            logits = self.model(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
-        loss = (
-            F.cross_entropy(
-                logits.float().flatten(0, 1),
-                batch.tgt_out.flatten(),
-                ignore_index=self.tok.pad_id,
-                label_smoothing=t.label_smoothing,
-                reduction="sum",
-            )
-            / batch.n_tokens
-        )
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return self._bad_step(loss)
-        loss.backward()
-        if t.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-        self.optimizer.step()
+        (tokens,) = all_sum([sum(b.n_tokens for b in batches)], self.ctx, self.device)
+        loss_sum = 0.0
+        for i, batch in enumerate(batches):
+            with no_sync_unless(self.ddp, sync=i == len(batches) - 1):
+                loss = self._loss_sum(batch)  # () summed over the batch's target tokens
+                self.scaler.scale(loss * (self.ctx.world_size / tokens)).backward()
+            loss_sum += loss.item()
+        (loss_sum,) = all_sum([loss_sum], self.ctx, self.device)  # every rank sees one value
+        self._update_tokens = int(tokens)
+        if not math.isfinite(loss_sum):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._bad_step(loss_sum / tokens)
+        self._apply_update()
         self.state.step += 1
         self._bad_steps = 0
-        return loss.item()
+        return loss_sum / tokens
 
-    def _bad_step(self, loss: torch.Tensor) -> float:
-        self._bad_steps = getattr(self, "_bad_steps", 0) + 1
-        log.warning("loss is %s at step %d: update skipped", loss.item(), self.state.step + 1)
+    def _loss_sum(self, batch: Batch) -> torch.Tensor:
+        """Label-smoothed cross-entropy summed (not averaged) over the target tokens."""
+        with autocast(self.cfg.train.precision, self.device):
+            logits = self.ddp(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
+        return F.cross_entropy(
+            logits.float().flatten(0, 1),  # (B*T, V)
+            batch.tgt_out.flatten(),  # (B*T,)
+            ignore_index=self.tok.pad_id,
+            label_smoothing=self.cfg.train.label_smoothing,
+            reduction="sum",
+        )
+
+    def _apply_update(self) -> None:
+        """Unscale (fp16), clip, step; gradients are identical on all ranks, so are updates."""
+        clip = self.cfg.train.clip_norm
+        if clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
+        self.scaler.update()
+
+    def _bad_step(self, loss: float) -> float:
+        self._bad_steps += 1
+        log.warning("loss is %s at step %d: update skipped", loss, self.state.step + 1)
         if self._bad_steps >= self.cfg.train.max_bad_steps:
             self._save_last()
             raise TrainingError(
@@ -232,6 +299,7 @@ class Trainer:
                     "loss": window.loss(),
                     "lr": lr,
                     "tokens_per_s": window.tokens_per_s(),
+                    "tokens_per_update": window.tokens_per_update(),
                     "minutes": (time.monotonic() - start) / 60,
                 }
             )
@@ -249,10 +317,11 @@ class Trainer:
             (t.max_minutes > 0 and minutes >= t.max_minutes, "max_minutes"),
             (t.patience > 0 and s.bad_validations >= t.patience, "early stopping"),
         ]
-        for hit, reason in checks:
-            if hit:
-                self.stop_reason = reason
-                return True
+        hits = [i for i, (hit, _) in enumerate(checks) if hit]
+        first = all_min(hits[0] if hits else len(checks), self.ctx, self.device)  # all agree
+        if first < len(checks):
+            self.stop_reason = checks[first][1]
+            return True
         return False
 
     def _total_steps(self) -> int | None:
@@ -260,16 +329,16 @@ class Trainer:
         if t.max_steps:
             return t.max_steps
         if t.max_epochs:
-            per_epoch = len(epoch_batches(self.data.train, t.batch_tokens, t.seed, 0))
-            return per_epoch * t.max_epochs
+            per_rank = len(epoch_batches(self.data.train, t.batch_tokens, t.seed, 0))
+            per_rank //= self.ctx.world_size
+            return math.ceil(per_rank / t.accumulate) * t.max_epochs
         return None
 
     # --- validation and checkpoints -------------------------------------------------------
     def validate(self, start: float) -> dict:
         """Validation loss/perplexity and greedy BLEU; keeps the best checkpoint by BLEU."""
-        t, s = self.cfg.train, self.state
-        nll = self.validation_nll()
-        bleu = self.validation_bleu() if t.valid_bleu else -nll
+        s = self.state
+        nll, bleu = self._validation_scores()
         s.elapsed = time.monotonic() - start
         improved = bleu > s.best_bleu
         s.bad_validations = 0 if improved else s.bad_validations + 1
@@ -286,18 +355,28 @@ class Trainer:
             "best": improved,
         }
         s.history.append(record)
-        self._log_metrics(record)
-        self.progress.validation(record)
-        if improved:
-            save_checkpoint(
-                self.run_dir / "best.safetensors",
-                self.model,
-                self.tok,
-                self.cfg,
-                {"step": s.step, "valid_bleu": bleu},
-            )
+        if self.ctx.is_main:
+            self._log_metrics(record)
+            self.progress.validation(record)
+            self._save_validated(improved, {"step": s.step, "valid_bleu": bleu})
         self._save_last()
         return record
+
+    def _validation_scores(self) -> tuple[float, float]:
+        """(nll, bleu), computed by rank 0 and broadcast: early stopping and the plateau
+        schedule depend on them, and every rank must take the same decisions."""
+        scores = None
+        if self.ctx.is_main:
+            nll = self.validation_nll()
+            scores = (nll, self.validation_bleu() if self.cfg.train.valid_bleu else -nll)
+        return broadcast_object(scores, self.ctx)
+
+    def _save_validated(self, improved: bool, meta: dict) -> None:
+        """The best checkpoint, and a step checkpoint for ``nmt average`` (newest N kept)."""
+        if improved:
+            save_checkpoint(self.run_dir / "best.safetensors", self.model, self.tok, self.cfg, meta)
+        keep = self.cfg.train.keep_checkpoints
+        save_step_checkpoint(self.run_dir, self.model, self.tok, self.cfg, meta, keep)
 
     @torch.no_grad()
     def validation_nll(self) -> float:
@@ -330,7 +409,11 @@ class Trainer:
         return sacrebleu.corpus_bleu(hyps, [self.data.valid_ref]).score
 
     def _save_last(self) -> None:
+        """Rank 0 writes weights and training state, with every rank's RNG state (collective)."""
         s = self.state
+        rngs = gather_objects(_rng_state(self.device), self.ctx)
+        if not self.ctx.is_main:
+            return
         save_checkpoint(
             self.run_dir / "last.safetensors",
             self.model,
@@ -346,6 +429,8 @@ class Trainer:
                 "trainer": vars(s).copy(),
                 "torch_rng": torch.get_rng_state(),
                 "python_rng": random.getstate(),
+                "rng_per_rank": rngs,
+                "scaler": self.scaler.state_dict(),
             },
         )
 
@@ -357,9 +442,11 @@ class Trainer:
         state = load_train_state(self.run_dir / "last.state.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.state = TrainState(**state["trainer"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
+        self._restore_rng(state)
+        self._adapt_to_world_size()
         log.info(
             "resumed at step %d (epoch %d, batch %d)",
             self.state.step,
@@ -367,13 +454,56 @@ class Trainer:
             self.state.batch_in_epoch,
         )
 
+    def _restore_rng(self, state: dict) -> None:
+        """Each rank continues its own random streams (dropout), if the world size is the same."""
+        rngs = state.get("rng_per_rank") or [
+            {"torch": state["torch_rng"], "python": state["python_rng"]}
+        ]
+        if len(rngs) != self.ctx.world_size:
+            log.warning("another number of processes than before: random streams start afresh")
+            return
+        mine = rngs[self.ctx.rank]
+        torch.set_rng_state(mine["torch"])
+        random.setstate(mine["python"])
+        if "cuda" in mine and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda"], self.device)
+
+    def _adapt_to_world_size(self) -> None:
+        """Resumed on another number of processes: go on from the same place in the epoch.
+
+        The first ``k`` batches of every shard are the epoch's first ``k * world`` batches
+        (see :func:`nmt.distributed.shard_batches`), so the position converts exactly.
+        """
+        s, world = self.state, self.ctx.world_size
+        if s.world_size == world:
+            return
+        log.warning(
+            "resumed on %d processes instead of %d: an update now holds %d tokens "
+            "(batch_tokens x accumulate x processes); set train.accumulate to keep it",
+            world,
+            s.world_size,
+            self.cfg.train.batch_tokens * self.cfg.train.accumulate * world,
+        )
+        s.batch_in_epoch = s.batch_in_epoch * s.world_size // world
+        s.world_size = world
+
     def _log_metrics(self, record: dict) -> None:
+        if not self.ctx.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         log.debug("%s", record)
 
     def _signals(self) -> AbstractContextManager:
         return _StopOnSignal(self)
+
+
+def _rng_state(device: torch.device) -> dict:
+    """This process's random streams (dropout masks), to be restored on resume."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
 class _StopOnSignal(AbstractContextManager):
@@ -408,11 +538,17 @@ class _Window:
 
     def reset(self) -> None:
         self.loss_sum, self.tokens, self.count, self.t0 = 0.0, 0, 0, time.monotonic()
+        self.updates = 0
 
     def add(self, loss: float, tokens: int) -> None:
+        """``tokens``: target tokens of the whole update (all micro-batches, all ranks)."""
         if math.isfinite(loss):
             self.loss_sum, self.count = self.loss_sum + loss, self.count + 1
         self.tokens += tokens
+        self.updates += 1
+
+    def tokens_per_update(self) -> float:
+        return self.tokens / max(self.updates, 1)
 
     def loss(self) -> float:
         return self.loss_sum / max(self.count, 1)
@@ -424,16 +560,21 @@ class _Window:
 def train_from_config(
     config: Path | None, overrides: list[str], run_dir: Path | None, resume: Path | None = None
 ) -> TrainState:
-    """Entry point of ``nmt train``: a new run from a config, or ``--resume RUN_DIR``."""
-    if resume is not None:
-        cfg = load_config(Path(resume) / "config.yaml", overrides)
-        trainer = Trainer(cfg, Path(resume), resume=True)
-    else:
-        cfg = load_config(config, overrides)
-        run_dir = run_dir or Path("runs") / f"{cfg.model.type}-{time.strftime('%Y%m%d-%H%M%S')}"
-        trainer = Trainer(cfg, run_dir)
-    add_file_log(trainer.run_dir / "train.log")
-    state = trainer.train()
+    """Entry point of ``nmt train``: a new run from a config, or ``--resume RUN_DIR``.
+
+    Under ``torchrun`` every process runs this; they join one process group first and
+    take rank 0's run directory name.
+    """
+    cfg = load_config(Path(resume) / "config.yaml" if resume is not None else config, overrides)
+    with process_group(resolve_device(cfg.train.device)) as ctx:
+        if resume is not None:
+            trainer = Trainer(cfg, Path(resume), resume=True)
+        else:
+            default = Path("runs") / f"{cfg.model.type}-{time.strftime('%Y%m%d-%H%M%S')}"
+            trainer = Trainer(cfg, run_dir or broadcast_object(default, ctx))
+        if ctx.is_main:
+            add_file_log(trainer.run_dir / "train.log")
+        state = trainer.train()
     if state and trainer.stop_reason == "interrupted":
         log.warning("interrupted: resume with `nmt train --resume %s`", trainer.run_dir)
     return state

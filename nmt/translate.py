@@ -18,6 +18,7 @@ import torch
 from nmt.batching import pad_sequences
 from nmt.config import SearchConfig
 from nmt.models.base import Seq2Seq
+from nmt.precision import autocast
 from nmt.search import Hypothesis, SearchLimits, search
 from nmt.tokenizer import Tokenizer
 
@@ -32,7 +33,7 @@ class Translator:
     tok: Tokenizer
     search: SearchConfig
     device: torch.device = torch.device("cpu")
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
     max_src_len: int = 0  # longer sources are truncated (0 = no limit)
     chunk_lines: int = 10_000
     _warned_long: bool = False
@@ -49,9 +50,7 @@ class Translator:
         )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.precision, self.device)
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
         ids = self.tok.encode_src(lines)

@@ -11,9 +11,11 @@ from typing import TextIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nmt.checkpoint import load_checkpoint
 from nmt.config import ConfigError
+from nmt.ensemble import load_models
+from nmt.precision import check_precision
 from nmt.progress import console
+from nmt.quantize import quantize
 from nmt.train import resolve_device
 from nmt.translate import Translator
 
@@ -21,19 +23,21 @@ log = logging.getLogger("nmt.translate")
 
 
 def make_translator(
-    model_path: Path,
+    model_path: Path | list[Path],
     beam: int | None = None,
     nbest: int = 1,
     length_penalty: float | None = None,
     batch_size: int | None = None,
     precision: str = "fp32",
     device: str = "auto",
+    quantization: str = "none",
 ) -> Translator:
-    """Load a checkpoint and apply command-line search settings over its config's."""
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision must be fp32 or bf16, not '{precision}'")
+    """Load a checkpoint (several: an ensemble) and apply command-line search settings
+    over its config's (the first model's config, for an ensemble)."""
     dev = resolve_device(device)
-    model, tok, cfg, _ = load_checkpoint(model_path, dev)
+    check_precision(precision, dev)
+    model, tok, cfg = load_models(model_path, dev)
+    model = quantize(model, quantization)
     changes = {"beam": beam, "length_penalty": length_penalty, "batch_size": batch_size}
     search = dataclasses.replace(
         cfg.search, nbest=nbest, **{k: v for k, v in changes.items() if v is not None}
@@ -86,7 +90,7 @@ def _write_hyps(translator: Translator, hyps_per_line: Iterable, out: TextIO, nb
 
 
 def run_translate(
-    model: Path,
+    model: Path | list[Path],
     input: Path | None,
     output: Path | None,
     *,
@@ -97,11 +101,17 @@ def run_translate(
     precision: str,
     device: str,
     errors: str,
+    attention_plot: Path | None = None,
+    quantization: str = "none",
 ) -> None:
     """Translate a file or stdin; interactive prompt when stdin is a terminal."""
     if errors not in ("strict", "replace"):
         raise ConfigError(f"--errors must be strict or replace, not '{errors}'")
-    translator = make_translator(model, beam, nbest, length_penalty, batch_size, precision, device)
+    translator = make_translator(
+        model, beam, nbest, length_penalty, batch_size, precision, device, quantization
+    )
+    if attention_plot is not None:
+        return _translate_with_attention(translator, _read(input, errors), output, attention_plot)
     if input is None and sys.stdin.isatty():
         return _interactive(translator)
     lines = _with_progress(_read(input, errors), input)
@@ -113,6 +123,29 @@ def run_translate(
             count = _write_hyps(translator, translator.translate_stream(lines), f, nbest)
         tmp.replace(output)
     log.info("translated %d lines", count)
+
+
+def _translate_with_attention(
+    translator: Translator, lines: Iterable[str], output: Path | None, png: Path
+) -> None:
+    """Greedy-translate the one input sentence and save its attention heatmap to ``png``."""
+    from nmt.plots import plot_attention, sentence_attention
+
+    if translator.search.nbest > 1:
+        raise ConfigError("--attention-plot translates greedily: --nbest must be 1")
+    sentences = [line.strip() for line in lines if line.strip()]
+    if len(sentences) != 1:
+        raise ConfigError(
+            f"--attention-plot needs exactly one input sentence, got {len(sentences)} "
+            "non-empty lines"
+        )
+    amap = sentence_attention(translator, sentences[0])
+    plot_attention(amap, png, "attention (greedy search)")
+    if output is None:
+        print(amap.translation, flush=True)
+    else:
+        output.write_text(amap.translation + "\n", encoding="utf-8")
+    log.info("wrote the attention heatmap to %s (greedy search)", png)
 
 
 def _with_progress(lines: Iterator[str], path: Path | None) -> Iterator[str]:
@@ -147,6 +180,8 @@ def _interactive(translator: Translator) -> None:
             print(translator.detok(h), flush=True)
 
 
-def translate_file(model: Path, src: Path, beam: int | None = None) -> list[str]:
-    translator = make_translator(model, beam)
+def translate_file(
+    model: Path | list[Path], src: Path, beam: int | None = None, device: str = "auto"
+) -> list[str]:
+    translator = make_translator(model, beam, device=device)
     return [translator.detok(h[0]) for h in translator.translate_stream(_read(src, "strict"))]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sacrebleu.metrics import BLEU, CHRF, TER
 
-from nmt.evaluate import format_scores, read_lines, score
+from nmt.evaluate import format_scores, score
+from nmt.textio import read_lines
 
 HYPS = [
     "A man in an orange hat starring at something.",

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import collate
+from nmt.batching import Batch, collate
 from nmt.config import ModelConfig
 from nmt.models import build_model
+from nmt.models.base import Seq2Seq
 from nmt.search import SearchLimits, greedy_search
 from tests.conftest import BACKBONES
 
 VOCAB, PAD, BOS, EOS = 16, 0, 2, 3  # a toy vocabulary of its own: no tokenizer involved
+LIMITS = SearchLimits(BOS, EOS, 1.0, 3)
 
 MODELS = {
     "lstm": {"lstm": {"emb_dim": 32, "hidden": 64, "layers": 1, "dropout": 0.0}},
@@ -46,8 +50,9 @@ def _reversal_data(n: int, seed: int) -> tuple[list[list[int]], list[list[int]]]
     return src, tgt
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
-def test_overfits_reversal(backbone: str) -> None:
+@functools.cache
+def trained_reversal_model(backbone: str) -> tuple[Seq2Seq, Batch, list[list[int]], list[float]]:
+    """A backbone trained on 24 reversal pairs until its loss is near zero (cached)."""
     from nmt.config import _build
 
     torch.manual_seed(0)
@@ -57,8 +62,8 @@ def test_overfits_reversal(backbone: str) -> None:
     batch = collate(src, tgt, _ToyTok())
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
+    model.train()
     for _ in range(300):
-        model.train()
         logits = model(batch.src, batch.src_mask, batch.tgt_in)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD)
         opt.zero_grad()
@@ -67,7 +72,12 @@ def test_overfits_reversal(backbone: str) -> None:
         losses.append(loss.item())
         if loss.item() < 0.01:
             break
+    return model.eval(), batch, tgt, losses
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_overfits_reversal(backbone: str) -> None:
+    model, batch, tgt, losses = trained_reversal_model(backbone)
     assert losses[-1] < 0.1 * losses[0]
-    model.eval()
-    hyps = greedy_search(model, batch.src, batch.src_mask, SearchLimits(BOS, EOS, 1.0, 3))
+    hyps = greedy_search(model, batch.src, batch.src_mask, LIMITS)
     assert [h.tokens for h in hyps] == tgt

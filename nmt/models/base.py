@@ -43,7 +43,7 @@ class Seq2Seq(nn.Module):
     """
 
     pad_id: int
-    max_positions: int = 0  # longest source/target the model can take (0 = no limit)
+    max_positions: int = 1024  # longest input/output translated (RNNs: a cost bound only)
 
     def encode(self, src: Tensor, src_mask: Tensor) -> State:
         """Run the encoder; return the initial decoder state (holds what decoding needs)."""
