@@ -25,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BACKBONES = ("lstm", "attention", "transformer")
+VARIANTS = {"fp32": ("fp32", "none"), "bf16": ("bf16", "none"), "int8": ("fp32", "int8")}
 
 
 def peak_rss_mib() -> float:
@@ -52,15 +53,18 @@ def measure_training(backbone: str, precision: str, steps: int, warmup: int) -> 
     return {"tokens_per_s": tokens / seconds, "steps": steps, "peak_rss_mib": peak_rss_mib()}
 
 
-def measure_translation(run: Path, precision: str, beam: int, data: Path) -> dict:
+def measure_translation(run: Path, variant: str, beam: int, data: Path, limit: int) -> dict:
     """Sentences/s translating test_2016_flickr; returns the output for comparisons."""
     import sacrebleu
 
     from nmt.translate_cli import make_translator
 
-    src = (data / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()
-    ref = (data / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()
-    translator = make_translator(run, beam=beam, precision=precision, device="cpu")
+    src = (data / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:limit]
+    ref = (data / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()[:limit]
+    precision, quantization = VARIANTS[variant]
+    translator = make_translator(
+        run, beam=beam, precision=precision, device="cpu", quantization=quantization
+    )
     translator.translate_lines(src[:32])  # warm-up
     start = time.perf_counter()
     hyps = translator.translate_lines(src)
@@ -93,45 +97,45 @@ def bench_backbone(backbone: str, opts: argparse.Namespace) -> dict:
     if not (run / "best.safetensors").is_file():
         return result
     for beam in (1, 5):
-        for precision in ("fp32", "bf16"):
-            key = f"beam{beam}_{precision}"
+        for variant in VARIANTS:
+            key = f"beam{beam}_{variant}"
             result["translate"][key] = run_child(
-                ["translate", str(run), precision, str(beam), str(opts.data)]
+                ["translate", str(run), variant, str(beam), str(opts.data), str(opts.sentences)]
             )
     return result
 
 
 def summarize(result: dict) -> list[list[str]]:
-    """Table rows: figure, fp32 baseline, optimized, ratio, peak RSS."""
+    """Table rows: figure, plain fp32, optimized, ratio, peak RSS, BLEU (translation)."""
     rows = []
     t = result["train"]
     base, fast = t["fp32"]["tokens_per_s"], t["bf16"]["tokens_per_s"]
+    rss = f"{t['bf16']['peak_rss_mib']:,.0f} (fp32 {t['fp32']['peak_rss_mib']:,.0f})"
     rows.append(
-        [
-            "train tok/s",
-            f"{base:,.0f}",
-            f"{fast:,.0f}",
-            f"{fast / base:.2f}x",
-            f"{t['bf16']['peak_rss_mib']:,.0f}",
-        ]
+        ["train tok/s, bf16", f"{base:,.0f}", f"{fast:,.0f}", f"{fast / base:.2f}x", rss, ""]
     )
     for beam in (1, 5):
         tr = result["translate"]
         if f"beam{beam}_fp32" not in tr:
             continue
-        b, f = tr[f"beam{beam}_fp32"], tr[f"beam{beam}_bf16"]
-        same = sum(x == y for x, y in zip(b["hyps"], f["hyps"])) / len(b["hyps"])
-        rows.append(
-            [
-                f"{'greedy' if beam == 1 else 'beam 5'} sent/s",
-                f"{b['sentences_per_s']:.1f}",
-                f"{f['sentences_per_s']:.1f}",
-                f"{f['sentences_per_s'] / b['sentences_per_s']:.2f}x",
-                f"{f['peak_rss_mib']:,.0f}  (BLEU {b['bleu']:.2f} -> {f['bleu']:.2f}, "
-                f"{same:.0%} identical)",
-            ]
-        )
+        base = tr[f"beam{beam}_fp32"]
+        for variant in ("bf16", "int8"):
+            rows.append(_translation_row(beam, variant, base, tr[f"beam{beam}_{variant}"]))
     return rows
+
+
+def _translation_row(beam: int, variant: str, base: dict, fast: dict) -> list[str]:
+    same = sum(x == y for x, y in zip(base["hyps"], fast["hyps"])) / len(base["hyps"])
+    speed = fast["sentences_per_s"] / base["sentences_per_s"]
+    name = f"{'greedy' if beam == 1 else 'beam 5'} sent/s, {variant}"
+    return [
+        name,
+        f"{base['sentences_per_s']:.1f}",
+        f"{fast['sentences_per_s']:.1f}",
+        f"{speed:.2f}x",
+        f"{fast['peak_rss_mib']:,.0f} (fp32 {base['peak_rss_mib']:,.0f})",
+        f"{base['bleu']:.2f} -> {fast['bleu']:.2f}, {same:.0%} identical",
+    ]
 
 
 def main() -> None:
@@ -141,6 +145,7 @@ def main() -> None:
     parser.add_argument("--data", default="data/multi30k")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--sentences", type=int, default=1000, help="test sentences to translate")
     parser.add_argument("--json", default=None, help="write all results here")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -151,8 +156,8 @@ def main() -> None:
 
     results = [bench_backbone(b, opts) for b in opts.backbones]
     for result in results:
-        table = Table(title=f"{result['backbone']} (bf16 vs plain fp32, one run)")
-        for col in ("figure", "fp32", "bf16", "ratio", "peak RSS MiB (bf16)"):
+        table = Table(title=f"{result['backbone']}: optimized vs plain fp32, one run")
+        for col in ("figure", "plain fp32", "optimized", "ratio", "peak RSS MiB", "BLEU"):
             table.add_column(col)
         for row in summarize(result):
             table.add_row(*row)
@@ -171,7 +176,7 @@ def child(args: list[str]) -> None:
     if args[0] == "train":
         out = measure_training(args[1], args[2], int(args[3]), int(args[4]))
     else:
-        out = measure_translation(Path(args[1]), args[2], int(args[3]), Path(args[4]))
+        out = measure_translation(Path(args[1]), args[2], int(args[3]), Path(args[4]), int(args[5]))
     print(json.dumps(out))
 
 

@@ -7,9 +7,8 @@ mixture), not log-probabilities:
 
     log p(y | ...) = log( (1/n) * sum_i p_i(y | ...) ) = logsumexp_i(log p_i) - log n
 
-This is the combination of fairseq's ``EnsembleModel.forward_decoder``
-(``torch.logsumexp(torch.stack(log_probs, dim=0), dim=0) - math.log(self.models_size)``,
-attention averaged too). Unlike a mean of log-probabilities (a normalised geometric
+This is also how fairseq combines the members of an ensemble (with their attention
+averaged). Unlike a mean of log-probabilities (a normalised geometric
 mean), the mixture is a proper distribution as it stands, and one confident member cannot
 veto a token that the others like. An ensemble of a model with itself gives exactly that
 model's log-probabilities back.
