@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from nmt.batching import pad_sequences
 from nmt.config import AttentionConfig, LSTMConfig, ModelConfig
 from nmt.models import build_model
 from nmt.models.attention import AttentionSeq2Seq
@@ -68,8 +69,7 @@ def make_model(variant: tuple) -> Seq2Seq:
 
 def pad_batch(rows: list[list[int]]) -> tuple[Tensor, Tensor]:
     """Right-pad token lists with PAD: ids (B, L) and mask (B, L), True on real tokens."""
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+    ids = pad_sequences(rows, PAD)  # (B, L)
     return ids, ids != PAD
 
 

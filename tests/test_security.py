@@ -29,7 +29,7 @@ class _Exploit:
 def _evil(tmp_path: Path, name: str) -> tuple[Path, Path]:
     marker = tmp_path / "PWNED"
     path = tmp_path / name
-    path.write_bytes(pickle.dumps({"state_dict": _Exploit(marker)}))
+    path.write_bytes(pickle.dumps({"state_dict": _Exploit(marker)}, protocol=2))
     return path, marker
 
 

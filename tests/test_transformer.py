@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nmt.batching import pad_sequences
 from nmt.config import TransformerConfig
 from nmt.models.transformer import Transformer
 
@@ -36,11 +37,8 @@ def make_model(norm: str = "pre", tie: bool = True, dropout: float = 0.1) -> Tra
 
 
 def pad_batch(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token lists into (B, L) ids and a (B, L) real-token mask."""
-    length = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), length), PAD, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
+    """Right-pad token lists with PAD: ids (B, L) and mask (B, L), True on real tokens."""
+    ids = pad_sequences(seqs, PAD)  # (B, L)
     return ids, ids != PAD
 
 
