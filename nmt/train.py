@@ -177,6 +177,8 @@ class Trainer:
             self.progress = progress
             while not self._should_stop(start):
                 self._run_epoch(start)
+            if self._last_update_unvalidated():
+                self.validate(start)  # so that best.safetensors can be the final weights
         self.state.elapsed = time.monotonic() - start
         self._save_last()
         log.info(
@@ -187,6 +189,12 @@ class Trainer:
             self.state.best_bleu,
         )
         return self.state
+
+    def _last_update_unvalidated(self) -> bool:
+        """A run that stopped by its own limits (not interrupted) between validations."""
+        history = self.state.history
+        validated = bool(history) and history[-1]["step"] == self.state.step
+        return self.stop_reason != "interrupted" and self.state.step > 0 and not validated
 
     def _log_effective_batch(self) -> None:
         """Tokens per update = batch_tokens x accumulate x processes. To keep an update the
