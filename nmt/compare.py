@@ -450,13 +450,31 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "–" if value is None else format(value, spec)
 
 
-MAIN_HEADER = (
-    "| run | backbone | parameters | train time | device | train tokens/s | best valid BLEU "
-    f"| test set | BLEU | BLEU (lc) | chrF | TER | greedy sent/s | beam {BEAM} sent/s |"
-)
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table: header line, separator, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
 
 
-def _main_row(run: dict) -> str:
+MAIN_HEADER = [
+    "run",
+    "backbone",
+    "parameters",
+    "train time",
+    "device",
+    "train tokens/s",
+    "best valid BLEU",
+    "test set",
+    "BLEU",
+    "BLEU (lc)",
+    "chrF",
+    "TER",
+    "greedy sent/s",
+    f"beam {BEAM} sent/s",
+]
+
+
+def _main_row(run: dict) -> list[str]:
     test_set = run["speed"]["test_set"]
     t, speed = run["test"][test_set], run["speed"]
     cells = [
@@ -475,7 +493,7 @@ def _main_row(run: dict) -> str:
         _fmt(speed["greedy_sent_per_s"], ".1f"),
         _fmt(speed[f"beam{BEAM}_sent_per_s"], ".1f"),
     ]
-    return "| " + " | ".join(cells) + " |"
+    return cells
 
 
 def _md_main(results: dict) -> list[str]:
@@ -492,9 +510,7 @@ def _md_main(results: dict) -> list[str]:
         "anything). Speed: sentences/s translating the whole test set, fp32, "
         "the config's batch size.",
         "",
-        MAIN_HEADER,
-        "|" + "---|" * MAIN_HEADER.count(" | ") + "---|",
-        *(_main_row(r) for r in runs),
+        *_md_table(MAIN_HEADER, [_main_row(r) for r in runs]),
         "",
     ]
     return lines + _md_signatures(runs)
@@ -514,18 +530,14 @@ def _md_signatures(runs: list[dict]) -> list[str]:
 
 
 def _md_all_sets(runs: list[dict]) -> list[str]:
-    lines = [
-        "## All test sets",
-        "",
-        "| run | test set | sentences | BLEU | BLEU (lc) | chrF | TER |",
-        "|---|---|---|---|---|---|---|",
+    rows = [
+        [r["name"], name, str(t["n"])]
+        + [_fmt(t[k]) for k in ("bleu", "bleu_lowercase", "chrf", "ter")]
+        for r in runs
+        for name, t in r["test"].items()
     ]
-    for r in runs:
-        for name, t in r["test"].items():
-            cells = [r["name"], name, str(t["n"])]
-            cells += [_fmt(t[k]) for k in ("bleu", "bleu_lowercase", "chrf", "ter")]
-            lines.append("| " + " | ".join(cells) + " |")
-    return lines + [""]
+    header = ["run", "test set", "sentences", "BLEU", "BLEU (lc)", "chrF", "TER"]
+    return ["## All test sets", "", *_md_table(header, rows), ""]
 
 
 def _md_plots(results: dict) -> list[str]:
@@ -553,17 +565,20 @@ def _md_plots(results: dict) -> list[str]:
 
 
 def _md_runs(runs: list[dict]) -> list[str]:
-    lines = [
-        "## Runs",
-        "",
-        "| run | config | languages | steps | stopped by | best valid step | run dir |",
-        "|---|---|---|---|---|---|---|",
+    rows = [
+        [
+            r["name"],
+            f"`{r['config']}`",
+            r["languages"],
+            _fmt(r["steps"], "d"),
+            r["stop_reason"] or "–",
+            _fmt(r["best_valid_step"], "d"),
+            f"`{r['run_dir']}`",
+        ]
+        for r in runs
     ]
-    for r in runs:
-        cells = [r["name"], f"`{r['config']}`", r["languages"], _fmt(r["steps"], "d")]
-        cells += [r["stop_reason"] or "–", _fmt(r["best_valid_step"], "d"), f"`{r['run_dir']}`"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines + [""]
+    header = ["run", "config", "languages", "steps", "stopped by", "best valid step", "run dir"]
+    return ["## Runs", "", *_md_table(header, rows), ""]
 
 
 def render_markdown(results: dict) -> str:
