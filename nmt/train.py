@@ -177,10 +177,7 @@ class Trainer:
             self.progress = progress
             while not self._should_stop(start):
                 self._run_epoch(start)
-            if self._last_update_unvalidated():
-                self.validate(start)  # so that best.safetensors can be the final weights
-        self.state.elapsed = time.monotonic() - start
-        self._save_last()
+            self._finish(start)
         log.info(
             "training stopped (%s) after %d steps, %.1f min; best validation BLEU %.2f",
             self.stop_reason,
@@ -190,11 +187,21 @@ class Trainer:
         )
         return self.state
 
-    def _last_update_unvalidated(self) -> bool:
-        """A run that stopped by its own limits (not interrupted) between validations."""
+    def _finish(self, start: float) -> None:
+        """Leave the final weights in last.safetensors (validation writes it too).
+
+        A run that stopped by its own limits between two validations is validated once
+        more, so that best.safetensors can be the final weights; an interrupted one is
+        only saved, to resume quickly.
+        """
         history = self.state.history
-        validated = bool(history) and history[-1]["step"] == self.state.step
-        return self.stop_reason != "interrupted" and self.state.step > 0 and not validated
+        if history and history[-1]["step"] == self.state.step:
+            return  # validated (and saved) at this very step
+        if self.stop_reason != "interrupted" and self.state.step > 0:
+            self.validate(start)
+            return
+        self.state.elapsed = time.monotonic() - start
+        self._save_last()
 
     def _log_effective_batch(self) -> None:
         """Tokens per update = batch_tokens x accumulate x processes. To keep an update the
