@@ -46,6 +46,7 @@ from nmt.distributed import (
     shard_batches,
     wrap_ddp,
 )
+from nmt.loss import smoothed_cross_entropy
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.precision import autocast, check_precision, grad_scaler
@@ -274,12 +275,11 @@ class Trainer:
         """Label-smoothed cross-entropy summed (not averaged) over the target tokens."""
         with autocast(self.cfg.train.precision, self.device):
             logits = self.ddp(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
-        return F.cross_entropy(
-            logits.float().flatten(0, 1),  # (B*T, V)
+        return smoothed_cross_entropy(
+            logits.flatten(0, 1),  # (B*T, V)
             batch.tgt_out.flatten(),  # (B*T,)
             ignore_index=self.tok.pad_id,
             label_smoothing=self.cfg.train.label_smoothing,
-            reduction="sum",
         )
 
     def _apply_update(self) -> None:

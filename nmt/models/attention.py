@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from nmt.config import AttentionConfig
 from nmt.models.base import Seq2Seq, State, log_softmax_fp32
+from nmt.models.dropout import Dropout
 from nmt.models.rnn_common import (
     Hidden,
     make_rnn,
@@ -103,7 +104,7 @@ class AttentionSeq2Seq(Seq2Seq):
         self.decoder = make_rnn(cfg.cell, cfg.emb_dim + feed, cfg.hidden, cfg.layers, cfg.dropout)
         self.attention = Attention(cfg.attention, cfg.hidden)
         self.combine = nn.Linear(2 * cfg.hidden, cfg.hidden, bias=False)  # W_c, Luong eq. 5
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.hidden, tgt_vocab)  # W_s, Luong eq. 6
 
     def encode(self, src: Tensor, src_mask: Tensor) -> State:

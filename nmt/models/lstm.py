@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from nmt.config import LSTMConfig
 from nmt.models.base import Seq2Seq, State, log_softmax_fp32
+from nmt.models.dropout import Dropout
 from nmt.models.rnn_common import (
     make_rnn,
     reverse_padded,
@@ -35,7 +36,7 @@ class LSTMSeq2Seq(Seq2Seq):
         self.tgt_embed = nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=pad_id)
         self.encoder = make_rnn("lstm", cfg.emb_dim, cfg.hidden, cfg.layers, cfg.dropout)
         self.decoder = make_rnn("lstm", cfg.emb_dim, cfg.hidden, cfg.layers, cfg.dropout)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.hidden, tgt_vocab)
 
     def encode(self, src: Tensor, src_mask: Tensor) -> State:

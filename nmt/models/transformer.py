@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from nmt.config import TransformerConfig
 from nmt.models.base import Seq2Seq, State, log_softmax_fp32
+from nmt.models.dropout import Dropout, dropout
 
 KV = tuple[Tensor, Tensor]
 
@@ -94,11 +95,13 @@ def attend(
     """Scaled dot-product attention, eq. 1: softmax(Q K^T / sqrt(d_k)) V.
 
     The fused kernel never materialises the weights, so it is used unless the caller
-    wants them (attention plots); then the weights are computed explicitly. (On CPU,
-    ``dropout_p > 0`` makes SDPA itself fall back to its unfused math kernel.)
+    wants them (attention plots) or attention dropout runs on CPU: there SDPA would fall
+    back to its own unfused kernel with the slow ``bernoulli_`` mask, so the weights are
+    computed explicitly and dropped out with :func:`nmt.models.dropout.dropout`.
     Shapes: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask broadcastable to (B, H, Tq, Tk).
     """
-    if not need_weights:
+    explicit = need_weights or (dropout_p > 0 and q.device.type == "cpu")
+    if not explicit:
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal
         )  # (B, H, Tq, Dh)
@@ -111,7 +114,7 @@ def attend(
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1)  # (B, H, Tq, Tk)
-    out = F.dropout(weights, dropout_p).to(v.dtype) @ v  # (B, H, Tq, Dh)
+    out = dropout(weights, dropout_p, dropout_p > 0).to(v.dtype) @ v  # (B, H, Tq, Dh)
     return out, weights
 
 
@@ -204,7 +207,7 @@ class Residual(nn.Module):
         super().__init__()
         self.pre = pre
         self.norm = nn.LayerNorm(d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def before(self, x: Tensor) -> Tensor:
         """The sublayer's input: normalised first in the pre-norm placement."""
@@ -281,7 +284,7 @@ class Embedder(nn.Module):
         self.table = table
         self.scale = math.sqrt(table.embedding_dim)
         self.register_buffer("positions", positions, persistent=False)  # (P, D)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, tokens: Tensor, positions: Tensor) -> Tensor:
         """tokens (B, T) with positions (T,), or tokens (B,) with positions (B,)."""

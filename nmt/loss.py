@@ -1,0 +1,69 @@
+"""Label-smoothed cross-entropy over the vocabulary, fused into one forward and one backward.
+
+The training loss is the cross-entropy with label smoothing (Szegedy et al. 2016;
+Vaswani et al. 2017, sec. 5.4): the target distribution puts 1 - eps on the reference
+token and eps / V on every token, so per target position
+
+    loss = (1 - eps) * (lse - z_t) + eps * (lse - mean_j z_j),   lse = log sum_j exp z_j
+
+with logits z over a vocabulary of V. Its gradient with respect to z is
+softmax(z) - (1 - eps) * onehot(t) - eps / V.
+
+Written as ``F.cross_entropy(logits.float(), ...)``, autograd makes an fp32 copy of the
+(tokens x vocabulary) logits, stores the fp32 log-softmax for the backward pass, fills a
+zero gradient and converts it back to bf16: several passes over the largest tensor of a
+small model's step. Here the forward keeps only one number per row (lse) and the backward
+writes the gradient directly in the logits' dtype, in row chunks so that the fp32
+temporaries stay small. Padding positions (``ignore_index``) add nothing and get zero
+gradient. Values and gradients equal ``F.cross_entropy`` with ``reduction="sum"``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+CHUNK_ROWS = 1024  # rows of fp32 temporaries at a time (1024 x 8k vocabulary = 32 MiB)
+
+
+class _SmoothedCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, ignore_index: int, eps: float) -> Tensor:
+        keep = (target != ignore_index).float()  # (N,)
+        safe = target.masked_fill(target == ignore_index, 0)  # (N,) valid gather indices
+        vocab = logits.size(-1)
+        lse = torch.empty(logits.size(0), dtype=torch.float32, device=logits.device)  # (N,)
+        total = logits.new_zeros((), dtype=torch.float32)
+        for rows in _chunks(logits.size(0)):
+            z = logits[rows].float()  # (C, V)
+            lse[rows] = torch.logsumexp(z, dim=-1)  # (C,)
+            z_t = z.gather(1, safe[rows, None]).squeeze(1)  # (C,)
+            per_row = lse[rows] - (1.0 - eps) * z_t - (eps / vocab) * z.sum(dim=-1)  # (C,)
+            total += (per_row * keep[rows]).sum()
+        ctx.save_for_backward(logits, safe, keep, lse)
+        ctx.eps = eps
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
+        logits, safe, keep, lse = ctx.saved_tensors
+        eps, vocab = ctx.eps, logits.size(-1)
+        grad = torch.empty_like(logits)  # (N, V) in the logits' dtype
+        scale = keep * grad_out  # (N,) zero on padding
+        for rows in _chunks(logits.size(0)):
+            g = logits[rows].to(torch.float32, copy=True)  # (C, V), never a view of logits
+            g.sub_(lse[rows, None]).exp_().sub_(eps / vocab)  # softmax - eps / V
+            g.scatter_add_(1, safe[rows, None], g.new_full((g.size(0), 1), eps - 1.0))
+            grad[rows] = g.mul_(scale[rows, None])
+        return grad, None, None, None
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(i, min(i + CHUNK_ROWS, n)) for i in range(0, n, CHUNK_ROWS)]
+
+
+def smoothed_cross_entropy(
+    logits: Tensor, target: Tensor, ignore_index: int, label_smoothing: float
+) -> Tensor:
+    """Summed label-smoothed cross-entropy: logits (N, V), target (N,) -> () float32."""
+    return _SmoothedCrossEntropy.apply(logits, target, ignore_index, label_smoothing)
