@@ -4,7 +4,7 @@ Every figure is measured in its own subprocess (so peak RSS belongs to that meas
 alone) and set next to the plain fp32 eager figure measured in the same run, as a ratio:
 machines are noisy, ratios from one run are what to compare.
 
-    python bench/speed.py --runs runs/three --json bench/speed.json
+    python bench/speed.py --runs runs/multi30k-de-en --json bench/speed.json
 
 - training: target tokens/s over ``--steps`` updates after ``--warmup`` updates, on the
   real Multi30k batches of each config (``configs/<backbone>.yaml``), fp32 vs bf16;
@@ -39,15 +39,15 @@ def measure_training(backbone: str, precision: str, steps: int, warmup: int) -> 
 
     cfg = load_config(REPO / "configs" / f"{backbone}.yaml", [f"train.precision={precision}"])
     trainer = Trainer(cfg, Path("/tmp/nmt-bench-unused"))
-    batches = trainer._epoch_shard()[: warmup + steps]
+    batches = trainer.epoch_shard()[: warmup + steps]
     from nmt.batching import make_batch
 
     data = [make_batch(trainer.data.train, idx, trainer.tok) for idx in batches]
     for batch in data[:warmup]:
-        trainer._train_step([batch])
+        trainer.train_step([batch])
     start, tokens = time.perf_counter(), 0
     for batch in data[warmup:]:
-        trainer._train_step([batch])
+        trainer.train_step([batch])
         tokens += batch.n_tokens
     seconds = time.perf_counter() - start
     return {"tokens_per_s": tokens / seconds, "steps": steps, "peak_rss_mib": peak_rss_mib()}
@@ -141,7 +141,9 @@ def _translation_row(beam: int, variant: str, base: dict, fast: dict) -> list[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES))
-    parser.add_argument("--runs", default="runs/three", help="trained run dirs per backbone")
+    parser.add_argument(
+        "--runs", default="runs/multi30k-de-en", help="trained run dirs per backbone"
+    )
     parser.add_argument("--data", default="data/multi30k")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)

@@ -216,7 +216,7 @@ class Trainer:
             t.batch_tokens * t.accumulate * world,
         )
 
-    def _epoch_shard(self) -> list[list[int]]:
+    def epoch_shard(self) -> list[list[int]]:
         """This rank's batches of the current epoch (all of them for a single process)."""
         t = self.cfg.train
         batches = epoch_batches(self.data.train, t.batch_tokens, t.seed, self.state.epoch)
@@ -228,11 +228,11 @@ class Trainer:
         return shard_batches(batches, self.ctx)
 
     def _run_epoch(self, start: float) -> None:
-        batches = self._epoch_shard()[self.state.batch_in_epoch :]
+        batches = self.epoch_shard()[self.state.batch_in_epoch :]
         window = _Window()
         for group in accumulation_groups(batches, self.cfg.train.accumulate):
             micro = [make_batch(self.data.train, idx, self.tok).to(self.device) for idx in group]
-            loss = self._train_step(micro)
+            loss = self.train_step(micro)
             self.state.batch_in_epoch += len(group)
             window.add(loss, self._update_tokens)
             self._after_step(window, start)
@@ -241,7 +241,7 @@ class Trainer:
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
 
-    def _train_step(self, batches: list[Batch]) -> float:
+    def train_step(self, batches: list[Batch]) -> float:
         """One update from this rank's micro-batches and, through DDP, every other rank's.
 
         The summed loss is divided by the target tokens of the whole update (all

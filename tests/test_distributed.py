@@ -157,10 +157,10 @@ def test_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
     off = {"model.lstm.dropout": "0", "train.max_steps": "1"}
     two = Trainer(tiny_config("lstm", **off, **{"train.accumulate": "2"}), tmp_path / "a")
     one = Trainer(tiny_config("lstm", **off), tmp_path / "b")
-    first, second = two._epoch_shard()[:2]
+    first, second = two.epoch_shard()[:2]
     micro = [make_batch(two.data.train, b, two.tok) for b in (first, second)]
     merged = make_batch(one.data.train, first + second, one.tok)
-    assert two._train_step(micro) == pytest.approx(one._train_step([merged]), rel=1e-6)
+    assert two.train_step(micro) == pytest.approx(one.train_step([merged]), rel=1e-6)
     for (name, a), b in zip(two.model.named_parameters(), one.model.parameters()):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7), name
 
