@@ -26,7 +26,6 @@ from pathlib import Path
 
 import sacrebleu
 import torch
-import torch.nn.functional as F
 
 from nmt.average import save_step_checkpoint
 from nmt.batching import Batch, ParallelCorpus, encode_corpus, epoch_batches, make_batch
@@ -402,11 +401,11 @@ class Trainer:
             batch = make_batch(self.data.valid, indices, self.tok).to(self.device)
             with autocast(self.cfg.train.precision, self.device):
                 logits = self.model(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
-            total += F.cross_entropy(
-                logits.float().flatten(0, 1),
-                batch.tgt_out.flatten(),
+            total += smoothed_cross_entropy(
+                logits.flatten(0, 1),  # (B*T, V)
+                batch.tgt_out.flatten(),  # (B*T,)
                 ignore_index=self.tok.pad_id,
-                reduction="sum",
+                label_smoothing=0.0,
             ).item()
             count += batch.n_tokens
         return total / max(count, 1)
