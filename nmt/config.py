@@ -106,7 +106,9 @@ class TrainConfig:
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
-    schedule: str = "noam"  # noam (warmup + inverse sqrt) | plateau | constant
+    schedule: str = (
+        "noam"  # noam (warmup + inverse sqrt) | budget (linear decay) | plateau | constant
+    )
     warmup_steps: int = 1000
     plateau_factor: float = 0.5
     plateau_patience: int = 2  # validations without improvement before the lr drops
@@ -116,6 +118,7 @@ class TrainConfig:
     precision: str = "bf16"  # fp32 | bf16 | fp16 (autocast; fp16 is CUDA only, with loss scaling)
     accumulate: int = 1  # batches per update and process; tokens/update = batch_tokens*this*procs
     keep_checkpoints: int = 5  # step checkpoints kept in RUN_DIR/ckpt for `nmt average`; 0 = none
+    average_last: int = 0  # at the end, average the last N step checkpoints; kept if better
     threads: int = 0  # torch intra-op threads; 0 = all cores
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     max_bad_steps: int = 10  # stop after this many consecutive NaN/inf losses
@@ -160,7 +163,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.attention.attention": ("bahdanau", "dot", "general"),
     "model.transformer.norm": ("pre", "post"),
     "train.optimizer": ("adam", "adamw"),
-    "train.schedule": ("noam", "plateau", "constant"),
+    "train.schedule": ("noam", "budget", "plateau", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
 }
 
@@ -221,7 +224,7 @@ POSITIVE = (
 ).split()
 NON_NEGATIVE = (
     "train.max_steps train.max_epochs train.max_minutes train.lr train.warmup_steps "
-    "train.clip_norm train.patience train.threads train.keep_checkpoints "
+    "train.clip_norm train.patience train.threads train.keep_checkpoints train.average_last "
     "search.length_penalty search.max_len_a search.max_len_b"
 ).split()
 PROBABILITIES = (
@@ -263,6 +266,17 @@ def _check_consistency(cfg: Config) -> None:
     if t.d_model % t.heads:
         raise ConfigError(
             f"model.transformer.d_model ({t.d_model}) must divide by heads ({t.heads})"
+        )
+    tr = cfg.train
+    if tr.schedule == "budget" and not (tr.max_steps or tr.max_minutes):
+        raise ConfigError(
+            "train.schedule budget decays to the end of the budget: "
+            "set train.max_steps or train.max_minutes"
+        )
+    if tr.average_last > tr.keep_checkpoints:
+        raise ConfigError(
+            f"train.average_last ({tr.average_last}) exceeds train.keep_checkpoints "
+            f"({tr.keep_checkpoints}): only kept checkpoints can be averaged"
         )
     if cfg.model.type == "transformer" and t.tie_embeddings and not cfg.tokenizer.joint:
         raise ConfigError("model.transformer.tie_embeddings needs tokenizer.joint: true")

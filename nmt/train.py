@@ -27,7 +27,7 @@ from pathlib import Path
 import sacrebleu
 import torch
 
-from nmt.average import save_step_checkpoint
+from nmt.average import average_checkpoints, save_step_checkpoint, step_checkpoints
 from nmt.batching import Batch, ParallelCorpus, encode_corpus, epoch_batches, make_batch
 from nmt.checkpoint import check_run_dir, load_train_state, save_checkpoint, save_train_state
 from nmt.config import Config, ConfigError, SearchConfig, load_config, save_config
@@ -50,7 +50,7 @@ from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.precision import autocast, check_precision, grad_scaler
 from nmt.progress import TrainProgress
-from nmt.schedule import LRSchedule
+from nmt.schedule import LRSchedule, budget_progress
 from nmt.textio import read_parallel
 from nmt.tokenizer import Tokenizer, train_tokenizer
 from nmt.translate import Translator
@@ -152,6 +152,7 @@ class Trainer:
         self.stop_reason = ""
         self._interrupted = False
         self._bad_steps = 0  # consecutive updates skipped for a non-finite loss
+        self._clock: float | None = None  # monotonic time at which this run's clock read 0
         if resume:
             self._restore()
         self.ddp = wrap_ddp(self.model, self.device, self.ctx)  # self.model stays the bare one
@@ -171,7 +172,7 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "config.yaml")
             self.tok.save(self.run_dir / "tokenizer")
         self._log_effective_batch()
-        start = time.monotonic() - self.state.elapsed
+        start = self._clock = time.monotonic() - self.state.elapsed
         quiet = not self.ctx.is_main
         with self._signals(), TrainProgress(self._total_steps(), quiet=quiet) as progress:
             self.progress = progress
@@ -195,13 +196,16 @@ class Trainer:
         only saved, to resume quickly.
         """
         history = self.state.history
+        completed = self.stop_reason != "interrupted" and self.state.step > 0
         if history and history[-1]["step"] == self.state.step:
-            return  # validated (and saved) at this very step
-        if self.stop_reason != "interrupted" and self.state.step > 0:
+            pass  # validated (and saved) at this very step
+        elif completed:
             self.validate(start)
-            return
-        self.state.elapsed = time.monotonic() - start
-        self._save_last()
+        else:
+            self.state.elapsed = time.monotonic() - start
+            self._save_last()
+        if completed and self.cfg.train.average_last > 1:
+            self.validate_average()
 
     def _log_effective_batch(self) -> None:
         """Tokens per update = batch_tokens x accumulate x processes. To keep an update the
@@ -250,8 +254,9 @@ class Trainer:
         target token (nan if the update was skipped).
         """
         self.model.train()
+        lr = self.schedule.lr(self.state.step + 1, self._budget_progress())
         for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr(self.state.step + 1)
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         (tokens,) = all_sum([sum(b.n_tokens for b in batches)], self.ctx, self.device)
         loss_sum = 0.0
@@ -269,6 +274,18 @@ class Trainer:
         self.state.step += 1
         self._bad_steps = 0
         return loss_sum / tokens
+
+    def _budget_progress(self) -> float:
+        """Fraction of the budget spent, for the ``budget`` schedule; the mean over ranks,
+        whose clocks differ slightly, so that every rank takes the same learning rate."""
+        t = self.cfg.train
+        if t.schedule != "budget":
+            return 0.0
+        seconds = self.state.elapsed if self._clock is None else time.monotonic() - self._clock
+        (total,) = all_sum(
+            [budget_progress(t, self.state.step, seconds / 60)], self.ctx, self.device
+        )
+        return total / self.ctx.world_size
 
     def _loss_sum(self, batch: Batch) -> torch.Tensor:
         """Label-smoothed cross-entropy summed (not averaged) over the target tokens."""
@@ -374,6 +391,45 @@ class Trainer:
             self.progress.validation(record)
             self._save_validated(improved, {"step": s.step, "valid_bleu": bleu})
         self._save_last()
+        return record
+
+    def validate_average(self) -> dict | None:
+        """Average the last ``train.average_last`` step checkpoints (Vaswani et al. 2017,
+        sec. 6.1) and validate the average; it becomes best.safetensors only if its
+        validation BLEU beats the best single checkpoint. The trained weights are restored
+        afterwards, so last.safetensors and --resume are unaffected."""
+        paths = step_checkpoints(self.run_dir)[-self.cfg.train.average_last :]
+        if len(paths) < 2:
+            log.info("fewer than 2 step checkpoints: nothing to average")
+            return None
+        trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        averaged, _, _, _ = average_checkpoints(paths, self.device)
+        self.model.load_state_dict(averaged.state_dict())
+        nll, bleu = self._validation_scores()
+        s = self.state
+        improved = bleu > s.best_bleu
+        record = {
+            "step": s.step,
+            "epoch": s.epoch + 1,
+            "valid_nll": nll,
+            "valid_ppl": math.exp(min(nll, 50)),
+            "valid_bleu": bleu,
+            "minutes": s.elapsed / 60,
+            "best": improved,
+            "averaged": [p.name for p in paths],
+        }
+        if self.ctx.is_main:
+            self._log_metrics(record)
+            self.progress.validation(record)
+            log.info("average of %d checkpoints: validation BLEU %.2f", len(paths), bleu)
+            if improved:
+                meta = {"step": s.step, "valid_bleu": bleu, "averaged": record["averaged"]}
+                save_checkpoint(
+                    self.run_dir / "best.safetensors", self.model, self.tok, self.cfg, meta
+                )
+        if improved:
+            s.best_bleu = bleu
+        self.model.load_state_dict(trained)
         return record
 
     def _validation_scores(self) -> tuple[float, float]:
