@@ -221,11 +221,24 @@ def training_summary(spec: RunSpec, done: dict) -> dict:
         "tokens_per_s": statistics.fmean(rates) if rates else None,
         "best_valid_bleu": best["valid_bleu"] if best else None,
         "best_valid_step": best["step"] if best else None,
-        "valid_curve": [
+        "selected_model": describe_selected(best),
+        "valid_curve": [  # the training curve; the end-of-training average is not on it
             {"step": r["step"], "minutes": r["minutes"], "valid_bleu": r["valid_bleu"]}
             for r in valid
+            if "averaged" not in r
         ],
     }
+
+
+def describe_selected(record: dict | None) -> str | None:
+    """``step N``, or ``average of K (steps A-B)`` when checkpoint averaging won on validation."""
+    if record is None:
+        return None
+    names = record.get("averaged")
+    if not names:
+        return f"step {record['step']}"
+    steps = [int(name.split("_")[1].split(".")[0]) for name in names]
+    return f"average of {len(steps)} (steps {min(steps)}-{max(steps)})"
 
 
 # --- test sets and evaluation --------------------------------------------------------------
@@ -572,12 +585,12 @@ def _md_runs(runs: list[dict]) -> list[str]:
             r["languages"],
             _fmt(r["steps"], "d"),
             r["stop_reason"] or "–",
-            _fmt(r["best_valid_step"], "d"),
+            r.get("selected_model") or "–",
             f"`{r['run_dir']}`",
         ]
         for r in runs
     ]
-    header = ["run", "config", "languages", "steps", "stopped by", "best valid step", "run dir"]
+    header = ["run", "config", "languages", "steps", "stopped by", "selected model", "run dir"]
     return ["## Runs", "", *_md_table(header, rows), ""]
 
 

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nmt.cli import app
+from nmt.compare import describe_selected
 from nmt.config import load_config
 from tests.conftest import BACKBONES, FIXTURES, REPO
 
@@ -23,6 +24,7 @@ SETS = [
     "train.max_steps=4",
     "train.valid_every=2",
     "train.valid_max_sentences=10",
+    "train.average_last=2",
 ]
 MAIN_COLUMNS = [
     "parameters",
@@ -101,7 +103,10 @@ def test_results_json_has_the_fields(compared: Path) -> None:
     for run in results["runs"]:
         for key in ("parameters", "device", "train_minutes", "tokens_per_s", "best_valid_bleu"):
             assert run[key] is not None, key
-        assert [p["step"] for p in run["valid_curve"]] == [2, 4]
+        assert [p["step"] for p in run["valid_curve"]] == [2, 4]  # the average is not on it
+        assert run["selected_model"] in ("step 2", "step 4", "average of 2 (steps 2-4)")
+        records = (compared / run["name"] / "metrics.jsonl").read_text(encoding="utf-8")
+        assert '"averaged": ["step_2.safetensors", "step_4.safetensors"]' in records
         test = run["test"]["test"]
         assert test["n"] == 60 and "tok:13a" in test["bleu_signature"]
         for key in ("bleu", "bleu_lowercase", "chrf", "ter"):
@@ -188,3 +193,11 @@ def test_multi30k_benchmark_configs(pair: str) -> None:
         assert cfg.model.type == path.stem
         assert (cfg.data.src_lang, cfg.data.tgt_lang) == (src, tgt)
         assert cfg.data.dir == "data/multi30k" and cfg.train.max_minutes == 60
+
+
+def test_selected_model_names_the_step_or_the_average() -> None:
+    assert describe_selected({"step": 400, "valid_bleu": 30.0}) == "step 400"
+    names = ["step_1200.safetensors", "step_1600.safetensors", "step_2000.safetensors"]
+    record = {"step": 2000, "valid_bleu": 31.0, "averaged": names}
+    assert describe_selected(record) == "average of 3 (steps 1200-2000)"
+    assert describe_selected(None) is None
