@@ -106,9 +106,7 @@ class TrainConfig:
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
-    schedule: str = (
-        "noam"  # noam (warmup + inverse sqrt) | budget (linear decay) | plateau | constant
-    )
+    schedule: str = "noam"  # noam (warmup + inverse sqrt) | budget | plateau | constant
     warmup_steps: int = 1000
     plateau_factor: float = 0.5
     plateau_patience: int = 2  # validations without improvement before the lr drops

@@ -192,8 +192,9 @@ class Trainer:
         """Leave the final weights in last.safetensors (validation writes it too).
 
         A run that stopped by its own limits between two validations is validated once
-        more, so that best.safetensors can be the final weights; an interrupted one is
-        only saved, to resume quickly.
+        more, so that best.safetensors can be the final weights, and then (with
+        ``train.average_last``) its last checkpoints' average is validated; an
+        interrupted one is only saved, to resume quickly.
         """
         history = self.state.history
         completed = self.stop_reason != "interrupted" and self.state.step > 0
@@ -376,15 +377,7 @@ class Trainer:
         if improved:
             s.best_bleu = bleu
         self.schedule.on_validation(bleu)
-        record = {
-            "step": s.step,
-            "epoch": s.epoch + 1,
-            "valid_nll": nll,
-            "valid_ppl": math.exp(min(nll, 50)),
-            "valid_bleu": bleu,
-            "minutes": s.elapsed / 60,
-            "best": improved,
-        }
+        record = self._validation_record(nll, bleu, improved)
         s.history.append(record)
         if self.ctx.is_main:
             self._log_metrics(record)
@@ -408,16 +401,8 @@ class Trainer:
         nll, bleu = self._validation_scores()
         s = self.state
         improved = bleu > s.best_bleu
-        record = {
-            "step": s.step,
-            "epoch": s.epoch + 1,
-            "valid_nll": nll,
-            "valid_ppl": math.exp(min(nll, 50)),
-            "valid_bleu": bleu,
-            "minutes": s.elapsed / 60,
-            "best": improved,
-            "averaged": [p.name for p in paths],
-        }
+        record = self._validation_record(nll, bleu, improved)
+        record["averaged"] = [p.name for p in paths]
         if self.ctx.is_main:
             self._log_metrics(record)
             self.progress.validation(record)
@@ -431,6 +416,19 @@ class Trainer:
             s.best_bleu = bleu
         self.model.load_state_dict(trained)
         return record
+
+    def _validation_record(self, nll: float, bleu: float, improved: bool) -> dict:
+        """One validation's line of metrics.jsonl (and of the run's history)."""
+        s = self.state
+        return {
+            "step": s.step,
+            "epoch": s.epoch + 1,
+            "valid_nll": nll,
+            "valid_ppl": math.exp(min(nll, 50)),
+            "valid_bleu": bleu,
+            "minutes": s.elapsed / 60,
+            "best": improved,
+        }
 
     def _validation_scores(self) -> tuple[float, float]:
         """(nll, bleu), computed by rank 0 and broadcast: early stopping and the plateau
