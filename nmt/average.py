@@ -29,12 +29,18 @@ STEP_DIR = "ckpt"
 _STEP_NAME = re.compile(r"^step_(\d+)\.safetensors$")
 
 
+def step_number(name: str) -> int | None:
+    """N of a ``step_<N>.safetensors`` file name; None for any other name."""
+    m = _STEP_NAME.match(name)
+    return int(m.group(1)) if m else None
+
+
 def step_checkpoints(run_dir: Path) -> list[Path]:
     """``RUN_DIR/ckpt/step_<N>.safetensors`` files, oldest step first."""
     folder = Path(run_dir) / STEP_DIR
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_NAME.match(p.name))]
+    found = [(n, p) for p in folder.iterdir() if (n := step_number(p.name)) is not None]
     return [p for _, p in sorted(found)]
 
 

@@ -38,6 +38,7 @@ import torch
 import yaml
 
 from nmt import plots
+from nmt.average import step_number
 from nmt.checkpoint import atomic_write, load_checkpoint, resolve_model_path
 from nmt.config import Config, ConfigError, load_config, to_dict
 from nmt.evaluate import score
@@ -237,7 +238,7 @@ def describe_selected(record: dict | None) -> str | None:
     names = record.get("averaged")
     if not names:
         return f"step {record['step']}"
-    steps = [int(name.split("_")[1].split(".")[0]) for name in names]
+    steps = [step_number(name) for name in names]
     return f"average of {len(steps)} (steps {min(steps)}-{max(steps)})"
 
 

@@ -172,13 +172,13 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "config.yaml")
             self.tok.save(self.run_dir / "tokenizer")
         self._log_effective_batch()
-        start = self._clock = time.monotonic() - self.state.elapsed
+        self._clock = time.monotonic() - self.state.elapsed
         quiet = not self.ctx.is_main
         with self._signals(), TrainProgress(self._total_steps(), quiet=quiet) as progress:
             self.progress = progress
-            while not self._should_stop(start):
-                self._run_epoch(start)
-            self._finish(start)
+            while not self._should_stop():
+                self._run_epoch()
+            self._finish()
         log.info(
             "training stopped (%s) after %d steps, %.1f min; best validation BLEU %.2f",
             self.stop_reason,
@@ -188,7 +188,7 @@ class Trainer:
         )
         return self.state
 
-    def _finish(self, start: float) -> None:
+    def _finish(self) -> None:
         """Leave the final weights in last.safetensors (validation writes it too).
 
         A run that stopped by its own limits between two validations is validated once
@@ -201,9 +201,9 @@ class Trainer:
         if history and history[-1]["step"] == self.state.step:
             pass  # validated (and saved) at this very step
         elif completed:
-            self.validate(start)
+            self.validate()
         else:
-            self.state.elapsed = time.monotonic() - start
+            self.state.elapsed = self._seconds()
             self._save_last()
         if completed and self.cfg.train.average_last > 1:
             self.validate_average()
@@ -231,7 +231,7 @@ class Trainer:
             )
         return shard_batches(batches, self.ctx)
 
-    def _run_epoch(self, start: float) -> None:
+    def _run_epoch(self) -> None:
         batches = self.epoch_shard()[self.state.batch_in_epoch :]
         window = _Window()
         for group in accumulation_groups(batches, self.cfg.train.accumulate):
@@ -239,8 +239,8 @@ class Trainer:
             loss = self.train_step(micro)
             self.state.batch_in_epoch += len(group)
             window.add(loss, self._update_tokens)
-            self._after_step(window, start)
-            if self._should_stop(start):
+            self._after_step(window)
+            if self._should_stop():
                 return
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
@@ -276,16 +276,20 @@ class Trainer:
         self._bad_steps = 0
         return loss_sum / tokens
 
+    def _seconds(self) -> float:
+        """Training seconds so far, earlier processes of a resumed run included."""
+        if self._clock is None:  # train_step called outside train() (benchmarks)
+            return self.state.elapsed
+        return time.monotonic() - self._clock
+
     def _budget_progress(self) -> float:
         """Fraction of the budget spent, for the ``budget`` schedule; the mean over ranks,
         whose clocks differ slightly, so that every rank takes the same learning rate."""
         t = self.cfg.train
         if t.schedule != "budget":
             return 0.0
-        seconds = self.state.elapsed if self._clock is None else time.monotonic() - self._clock
-        (total,) = all_sum(
-            [budget_progress(t, self.state.step, seconds / 60)], self.ctx, self.device
-        )
+        progress = budget_progress(t, self.state.step, self._seconds() / 60)
+        (total,) = all_sum([progress], self.ctx, self.device)
         return total / self.ctx.world_size
 
     def _loss_sum(self, batch: Batch) -> torch.Tensor:
@@ -319,7 +323,7 @@ class Trainer:
             )
         return math.nan
 
-    def _after_step(self, window: _Window, start: float) -> None:
+    def _after_step(self, window: _Window) -> None:
         t, s = self.cfg.train, self.state
         lr = self.optimizer.param_groups[0]["lr"]
         self.progress.update(s.step, s.epoch + 1, window.loss(), lr, window.tokens_per_s())
@@ -332,16 +336,16 @@ class Trainer:
                     "lr": lr,
                     "tokens_per_s": window.tokens_per_s(),
                     "tokens_per_update": window.tokens_per_update(),
-                    "minutes": (time.monotonic() - start) / 60,
+                    "minutes": self._seconds() / 60,
                 }
             )
             window.reset()
         if s.step % t.valid_every == 0 and s.step > 0:
-            self.validate(start)
+            self.validate()
 
-    def _should_stop(self, start: float) -> bool:
+    def _should_stop(self) -> bool:
         t, s = self.cfg.train, self.state
-        minutes = (time.monotonic() - start) / 60
+        minutes = self._seconds() / 60
         checks = [
             (self._interrupted, "interrupted"),
             (t.max_steps > 0 and s.step >= t.max_steps, "max_steps"),
@@ -367,11 +371,11 @@ class Trainer:
         return None
 
     # --- validation and checkpoints -------------------------------------------------------
-    def validate(self, start: float) -> dict:
+    def validate(self) -> dict:
         """Validation loss/perplexity and greedy BLEU; keeps the best checkpoint by BLEU."""
         s = self.state
         nll, bleu = self._validation_scores()
-        s.elapsed = time.monotonic() - start
+        s.elapsed = self._seconds()
         improved = bleu > s.best_bleu
         s.bad_validations = 0 if improved else s.bad_validations + 1
         if improved:
