@@ -14,6 +14,7 @@ Run directory layout (every later tool reads it):
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -647,8 +648,14 @@ def train_from_config(
         if ctx.is_main:
             add_file_log(trainer.run_dir / "train.log")
         state = trainer.train()
-    if state and trainer.stop_reason == "interrupted":
-        log.warning("interrupted: resume with `nmt train --resume %s`", trainer.run_dir)
+        stopped_by, run_dir = trainer.stop_reason, trainer.run_dir
+        # DDP's reducer holds the process group: free it here, so that leaving the block
+        # really tears gloo down. Freed at interpreter exit instead, gloo's threads can
+        # abort the process ("terminate called without an active exception").
+        del trainer
+        gc.collect()
+    if state and stopped_by == "interrupted":
+        log.warning("interrupted: resume with `nmt train --resume %s`", run_dir)
     return state
 
 
