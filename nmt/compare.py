@@ -154,7 +154,10 @@ def _warn_if_changed(spec: RunSpec) -> None:
     path = spec.run_dir / "config.yaml"
     if not path.is_file():
         return
-    old = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    try:  # defaults filled in: a key added since the run was trained is not a change
+        old = _flatten(to_dict(load_config(path)))
+    except ConfigError:  # a key since removed, or a device this machine lacks
+        old = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     new = _flatten(to_dict(spec.cfg))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from nmt.cli import app
-from nmt.compare import describe_selected
-from nmt.config import load_config
+from nmt.compare import RunSpec, describe_selected, ensure_trained
+from nmt.config import load_config, to_dict
 from tests.conftest import BACKBONES, FIXTURES, REPO
 
 runner = CliRunner()
@@ -201,3 +203,31 @@ def test_selected_model_names_the_step_or_the_average() -> None:
     record = {"step": 2000, "valid_bleu": 31.0, "averaged": names}
     assert describe_selected(record) == "average of 3 (steps 1200-2000)"
     assert describe_selected(None) is None
+
+
+def _finished_run(tmp_path: Path, saved: dict) -> RunSpec:
+    """A run directory that holds ``done.json`` and ``saved`` as its config.yaml."""
+    cfg = load_config(TINY[0], SETS[:-1])  # average_last at its default
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "done.json").write_text(json.dumps({"steps": 4}), encoding="utf-8")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved), encoding="utf-8")
+    return RunSpec(name="run", config=TINY[0], cfg=cfg, run_dir=run_dir)
+
+
+def test_reuse_warns_on_a_changed_key_not_on_a_key_added_since(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    saved = to_dict(load_config(TINY[0], SETS[:-1]))
+    del saved["train"]["average_last"]  # a run trained before the key existed
+    spec = _finished_run(tmp_path, saved)
+    with caplog.at_level(logging.WARNING):
+        assert ensure_trained(spec) == {"steps": 4}
+    assert "differs" not in caplog.text
+
+    saved["train"]["lr"] = 0.5
+    (spec.run_dir / "config.yaml").write_text(yaml.safe_dump(saved), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        ensure_trained(spec)
+    assert "differs" in caplog.text and "train.lr" in caplog.text
+    assert "average_last" not in caplog.text
