@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from nmt.config import Config, ConfigError, from_dict, to_dict
+from nmt.errors import UsageError
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.tokenizer import Tokenizer, TokenizerError
@@ -31,7 +32,7 @@ FORMAT = "nmt-checkpoint-1"
 _SRC_SPM, _TGT_SPM = "__tokenizer__.src", "__tokenizer__.tgt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A file that is not a usable checkpoint; the message says why."""
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.logging import RichHandler
 
+from nmt.errors import NmtError, UsageError
 from nmt.progress import console
 
 app = typer.Typer(
@@ -32,31 +33,9 @@ app.add_typer(tok_app, name="tokenize")
 log = logging.getLogger("nmt")
 
 
-class UsageError(ValueError):
-    """A flag value the command cannot work with."""
-
-
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from nmt.checkpoint import CheckpointError
-    from nmt.config import ConfigError
-    from nmt.data.multi30k import DataError
-    from nmt.plots import PlotError
-    from nmt.textio import CorpusError
-    from nmt.tokenizer import TokenizerError
-    from nmt.train import TrainingError
-
-    return (
-        UsageError,
-        CorpusError,
-        CheckpointError,
-        ConfigError,
-        DataError,
-        TokenizerError,
-        TrainingError,
-        PlotError,
-        OSError,
-        UnicodeDecodeError,
-    )
+    """Everything reported as one line: nmt's own errors and the OS's (missing file, full disk)."""
+    return (NmtError, OSError, UnicodeDecodeError)
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -347,7 +326,7 @@ def average(
 ) -> None:
     """Average the weights of checkpoints of one model into a new checkpoint."""
     from nmt.average import average_to_file
-    from nmt.train import resolve_device
+    from nmt.device import resolve_device
 
     used = average_to_file(inputs, output, last, resolve_device(device))
     typer.echo(f"averaged {len(used)} checkpoints into {output}")

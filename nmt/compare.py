@@ -41,9 +41,10 @@ from nmt import plots
 from nmt.average import step_number
 from nmt.checkpoint import atomic_write, load_checkpoint, resolve_model_path
 from nmt.config import Config, ConfigError, load_config, to_dict
+from nmt.device import resolve_device
 from nmt.evaluate import score
 from nmt.textio import read_lines
-from nmt.train import Trainer, resolve_device
+from nmt.train import Trainer
 from nmt.translate import Translator
 
 log = logging.getLogger("nmt.compare")

@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from nmt.errors import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError):
     """A configuration problem that the user can fix; the message says what and where."""
 
 

@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
+from nmt.errors import UsageError
 from nmt.search import greedy_search
 from nmt.translate import Translator
 
 
-class PlotError(ValueError):
+class PlotError(UsageError):
     """A plot that cannot be made (no matplotlib, a model without attention...)."""
 
 

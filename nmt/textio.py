@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nmt.errors import UsageError
 
-class CorpusError(ValueError):
+
+class CorpusError(UsageError):
     """A corpus file that is missing, unreadable or does not line up with its pair."""
 
 

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from nmt.errors import UsageError
+
 log = logging.getLogger("nmt.tokenizer")
 
 # Reserved ids chosen at training time; read back via the model afterwards.
 _SPECIAL = {"pad_id": 0, "unk_id": 1, "bos_id": 2, "eos_id": 3}
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UsageError):
     """A tokenizer model that is missing, unreadable or incompatible."""
 
 

@@ -32,6 +32,7 @@ from nmt.average import average_checkpoints, save_step_checkpoint, step_checkpoi
 from nmt.batching import Batch, ParallelCorpus, encode_corpus, epoch_batches, make_batch
 from nmt.checkpoint import check_run_dir, load_train_state, save_checkpoint, save_train_state
 from nmt.config import Config, ConfigError, SearchConfig, load_config, save_config
+from nmt.device import resolve_device
 from nmt.distributed import (
     accumulation_groups,
     all_min,
@@ -46,6 +47,7 @@ from nmt.distributed import (
     shard_batches,
     wrap_ddp,
 )
+from nmt.errors import RuntimeFailure
 from nmt.loss import smoothed_cross_entropy
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
@@ -59,16 +61,8 @@ from nmt.translate import Translator
 log = logging.getLogger("nmt.train")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(RuntimeFailure):
     """Training cannot go on (e.g. the loss keeps being NaN); the message says why."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' was asked for but CUDA is not available")
-    return torch.device(name)
 
 
 def prepare_tokenizer(cfg: Config) -> Tokenizer:

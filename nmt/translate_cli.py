@@ -12,11 +12,11 @@ from typing import TextIO
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nmt.config import ConfigError
+from nmt.device import resolve_device
 from nmt.ensemble import load_models
 from nmt.precision import check_precision
 from nmt.progress import console
 from nmt.quantize import quantize
-from nmt.train import resolve_device
 from nmt.translate import Translator
 
 log = logging.getLogger("nmt.translate")

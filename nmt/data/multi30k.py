@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from nmt.errors import UsageError
+
 logger = logging.getLogger("nmt.data")
 
 BASE_URL = "https://github.com/multi30k/dataset/raw/master/data/task1/raw"
@@ -38,7 +40,7 @@ CHECKSUM_FILE = Path(__file__).with_name("multi30k_sha256.txt")
 _CHUNK = 1 << 20
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """A dataset problem the user must fix (missing or corrupt file, bad request)."""
 
 

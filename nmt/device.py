@@ -1,0 +1,26 @@
+"""Which torch device to run on: ``auto`` picks CUDA when it is there.
+
+Kept apart from training so that translating, scoring and serving load no training code.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nmt.config import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available, else cpu; a CUDA device without CUDA is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' was asked for but CUDA is not available")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """A short human-readable name of the device, for logs and reports."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} threads)"
