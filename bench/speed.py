@@ -35,7 +35,7 @@ def peak_rss_mib() -> float:
 def measure_training(backbone: str, precision: str, steps: int, warmup: int) -> dict:
     """Target tokens/s of ``steps`` full updates (forward, loss, backward, Adam)."""
     from nmt.config import load_config
-    from nmt.train import Trainer
+    from nmt.training import Trainer
 
     cfg = load_config(REPO / "configs" / f"{backbone}.yaml", [f"train.precision={precision}"])
     trainer = Trainer(cfg, Path("/tmp/nmt-bench-unused"))
@@ -93,8 +93,10 @@ def bench_backbone(backbone: str, opts: argparse.Namespace) -> dict:
         result["train"][precision] = run_child(
             ["train", backbone, precision, str(opts.steps), str(opts.warmup)]
         )
+    from nmt.rundir import RunDir
+
     run = Path(opts.runs) / backbone
-    if not (run / "best.safetensors").is_file():
+    if not RunDir(run).best.is_file():
         return result
     for beam in (1, 5):
         for variant in VARIANTS:

@@ -14,7 +14,6 @@ written as a normal nmt checkpoint, so ``nmt translate`` and ``nmt evaluate`` lo
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import torch
@@ -22,26 +21,15 @@ import torch
 from nmt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nmt.config import Config, to_dict
 from nmt.models.base import Seq2Seq
+from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.average")
-STEP_DIR = "ckpt"
-_STEP_NAME = re.compile(r"^step_(\d+)\.safetensors$")
-
-
-def step_number(name: str) -> int | None:
-    """N of a ``step_<N>.safetensors`` file name; None for any other name."""
-    m = _STEP_NAME.match(name)
-    return int(m.group(1)) if m else None
 
 
 def step_checkpoints(run_dir: Path) -> list[Path]:
     """``RUN_DIR/ckpt/step_<N>.safetensors`` files, oldest step first."""
-    folder = Path(run_dir) / STEP_DIR
-    if not folder.is_dir():
-        return []
-    found = [(n, p) for p in folder.iterdir() if (n := step_number(p.name)) is not None]
-    return [p for _, p in sorted(found)]
+    return RunDir(run_dir).step_checkpoints()
 
 
 def save_step_checkpoint(
@@ -50,7 +38,7 @@ def save_step_checkpoint(
     """Write this step's checkpoint (atomically) and delete all but the newest ``keep``."""
     if keep <= 0:
         return None
-    path = Path(run_dir) / STEP_DIR / f"step_{meta['step']}.safetensors"
+    path = RunDir(run_dir).step_checkpoint(meta["step"])
     save_checkpoint(path, model, tok, cfg, meta)
     for old in step_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
@@ -63,7 +51,7 @@ def pick_checkpoints(inputs: list[Path], last: int) -> list[Path]:
         found = step_checkpoints(inputs[0])
         if not found:
             raise CheckpointError(
-                f"{inputs[0]} has no {STEP_DIR}/step_*.safetensors checkpoints "
+                f"{inputs[0]} has no ckpt/step_*.safetensors checkpoints "
                 "(train with train.keep_checkpoints > 0)"
             )
         if len(found) < last:

@@ -26,6 +26,7 @@ from nmt.config import Config, ConfigError, from_dict, to_dict
 from nmt.errors import UsageError
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
+from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer, TokenizerError
 
 FORMAT = "nmt-checkpoint-1"
@@ -153,9 +154,9 @@ def resolve_model_path(path: str | Path) -> Path:
     """A run directory means its best checkpoint (or its last, before any validation)."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (path / name).is_file():
-                return path / name
+        found = RunDir(path).model_file()
+        if found is not None:
+            return found
         raise CheckpointError(f"{path} holds no checkpoint (best.safetensors or last.safetensors)")
     return path
 

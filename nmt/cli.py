@@ -178,12 +178,13 @@ def train(
 
     Several processes: ``torchrun --nproc-per-node N -m nmt train CONFIG`` (see README).
     """
-    from nmt.train import train_from_config
+    from nmt.rundir import RunDir
+    from nmt.training import train_from_config
 
     if config is None and resume is None:
         raise UsageError("give a CONFIG to start a run, or --resume RUN_DIR")
-    if resume is not None and not (resume / "last.safetensors").is_file():
-        raise UsageError(f"{resume} has no last.safetensors to resume from")
+    if resume is not None and not RunDir(resume).is_resumable():
+        raise UsageError(f"{resume} has no last.safetensors and last.state.pt to resume from")
     overrides = (set_ or []) + ([f"train.device={device}"] if device else [])
     train_from_config(config, overrides, out, resume)
 
@@ -288,8 +289,12 @@ def evaluate(
 @app.command()
 @friendly_errors
 def compare(
-    configs: Annotated[list[Path], typer.Argument(help="YAML configs, one run each.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the runs, report and plots.")],
+    configs: Annotated[
+        list[Path] | None, typer.Argument(help="YAML configs, one run each.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the runs, report and plots.")
+    ] = ...,
     budget_minutes: Annotated[
         float | None, typer.Option(help="Training minutes per run (sets train.max_minutes).")
     ] = None,
@@ -302,10 +307,22 @@ def compare(
     set_: Annotated[
         list[str], typer.Option("--set", help="Override for every config (repeatable).")
     ] = None,
+    report_only: Annotated[
+        bool, typer.Option(help="Only render OUT/RESULTS.md again from OUT/results.json.")
+    ] = False,
 ) -> None:
     """Train (or reuse) each config, evaluate all alike; write RESULTS.md, results.json, plots."""
+    if report_only:
+        from nmt.compare.report import write_report
+
+        if not (out / "results.json").is_file():
+            raise UsageError(f"{out} has no results.json to render")
+        typer.echo(f"wrote {write_report(out)}")
+        return
     from nmt.compare import run_compare
 
+    if not configs:
+        raise UsageError("give at least one config to compare")
     report = run_compare(configs, out, budget_minutes, test or None, set_ or [])
     typer.echo(f"wrote {report}")
 

@@ -55,6 +55,12 @@ class Ensemble(Seq2Seq):
         top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # -inf rows stay -inf
         return top + torch.log(torch.exp(stacked - top).mean(dim=0))  # (..., V)
 
+    def report_attention(self, on: bool = True) -> None:
+        """Every member reports its attention; the ensemble's is their mean."""
+        super().report_attention(on)
+        for member in self.members:
+            member.report_attention(on)
+
     def encode(self, src: Tensor, src_mask: Tensor) -> State:
         return {"members": [m.encode(src, src_mask) for m in self.members]}
 

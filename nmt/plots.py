@@ -2,81 +2,19 @@
 
 matplotlib is imported lazily and driven through its object-oriented API on the Agg
 canvas (no pyplot, no global backend switch): plotting works without a display and
-never changes the backend of a program that imports ``nmt``. The attention of one
-sentence is collected by greedy search (:func:`sentence_attention`); that part needs
-no matplotlib.
+never changes the backend of a program that imports ``nmt``. Every function takes plain
+numbers and labels; where they come from (a model, a results file) is the caller's.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
-
-from nmt.errors import UsageError
-from nmt.search import greedy_search
-from nmt.translate import Translator
-
-
-class PlotError(UsageError):
-    """A plot that cannot be made (no matplotlib, a model without attention...)."""
-
-
-def have_matplotlib() -> bool:
-    """Whether matplotlib can be imported (plots are skipped or refused without it)."""
-    return importlib.util.find_spec("matplotlib") is not None
-
-
-# --- attention of one sentence ------------------------------------------------------------
-@dataclass
-class AttentionMap:
-    """Attention weights of one greedy translation, with the pieces that label them."""
-
-    src_pieces: list[str]  # source subword pieces, EOS included (x axis)
-    tgt_pieces: list[str]  # output pieces, EOS included when emitted (y axis)
-    weights: list[list[float]]  # (T, S): row t = attention while emitting tgt_pieces[t]
-    translation: str  # the detokenized greedy output
-
-
-def sentence_attention(translator: Translator, line: str) -> AttentionMap:
-    """Greedy-translate one sentence, keeping the attention that ``decode_step`` reports.
-
-    A model that only reports attention on request (an attribute ``keep_attention``, as
-    the Transformer has) is switched on for this call and restored afterwards. Raises
-    :class:`PlotError` when the backbone has no attention to show.
-    """
-    model, tok = translator.model, translator.tok
-    ids = tok.encode_src([line])[0]
-    if translator.max_src_len and len(ids) > translator.max_src_len:
-        raise PlotError(f"the sentence has {len(ids)} subwords, more than the model's limit")
-    src = torch.tensor([ids], dtype=torch.long, device=translator.device)  # (1, S)
-    previous = getattr(model, "keep_attention", None)
-    if previous is not None:
-        setattr(model, "keep_attention", True)  # noqa: B010 (any backbone with the toggle)
-    try:
-        model.eval()
-        with torch.inference_mode():
-            hyp = greedy_search(model, src, src != tok.pad_id, translator.limits, True)[0]
-    finally:
-        if previous is not None:
-            setattr(model, "keep_attention", previous)  # noqa: B010
-    if not hyp.attention:
-        raise PlotError(f"the {type(model).__name__} backbone reports no attention to plot")
-    src_pieces = tok.src_pieces(line)
-    tgt_pieces = tok.tgt_pieces(hyp.tokens)
-    tgt_pieces += ["</s>"] * (len(hyp.attention) - len(tgt_pieces))
-    weights = [row[: len(src_pieces)] for row in hyp.attention]
-    return AttentionMap(src_pieces, tgt_pieces, weights, translator.detok(hyp))
 
 
 # --- matplotlib ---------------------------------------------------------------------------
 def _figure(width: float, height: float) -> Any:
-    """A matplotlib Figure bound to an Agg canvas (raises PlotError without matplotlib)."""
-    if not have_matplotlib():
-        raise PlotError("matplotlib is not installed (pip install matplotlib)")
+    """A matplotlib Figure bound to an Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -128,14 +66,20 @@ def plot_test_bleu(scores: dict[str, dict[str, float]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_attention(amap: AttentionMap, path: Path, title: str = "") -> Path:
-    """Heatmap of ``amap.weights``: source pieces on x, target pieces on y."""
-    cols, rows = len(amap.src_pieces), len(amap.tgt_pieces)
+def plot_attention(
+    weights: list[list[float]],
+    src_labels: list[str],
+    tgt_labels: list[str],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """Heatmap of ``weights`` (T, S): source labels on x, output labels on y."""
+    cols, rows = len(src_labels), len(tgt_labels)
     fig = _figure(min(3 + 0.35 * cols, 30), min(2.5 + 0.3 * rows, 30))
     ax = fig.add_subplot()
-    image = ax.imshow(amap.weights, cmap="viridis", aspect="auto", vmin=0.0)
-    ax.set_xticks(range(cols), amap.src_pieces, rotation=90, fontsize=8)
-    ax.set_yticks(range(rows), amap.tgt_pieces, fontsize=8)
+    image = ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0)
+    ax.set_xticks(range(cols), src_labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(rows), tgt_labels, fontsize=8)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     if title:

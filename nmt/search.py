@@ -8,6 +8,8 @@ for the rows still producing it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -54,7 +56,19 @@ def _force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
     return log_probs
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def _attention_reported(model: Seq2Seq, on: bool) -> Iterator[None]:
+    """Switch the model's attention report on for one search (see Seq2Seq.report_attention)."""
+    previous = model.keep_attention
+    if on:
+        model.report_attention(True)
+    try:
+        yield
+    finally:
+        if on:
+            model.report_attention(previous)
+
+
 def greedy_search(
     model: Seq2Seq,
     src: Tensor,
@@ -62,7 +76,19 @@ def greedy_search(
     limits: SearchLimits,
     keep_attention: bool = False,
 ) -> list[Hypothesis]:
-    """Pick the most probable token at every step; one hypothesis per sentence."""
+    """Pick the most probable token at every step; one hypothesis per sentence.
+
+    ``keep_attention``: each hypothesis also carries its attention weights, one row of
+    source weights per output token (None for a backbone without attention).
+    """
+    with _attention_reported(model, keep_attention):
+        return _greedy(model, src, src_mask, limits, keep_attention)
+
+
+@torch.no_grad()
+def _greedy(
+    model: Seq2Seq, src: Tensor, src_mask: Tensor, limits: SearchLimits, keep_attention: bool
+) -> list[Hypothesis]:
     batch = src.size(0)
     state = model.encode(src, src_mask)
     max_len = limits.max_lengths(src_mask).cpu()  # (B,)

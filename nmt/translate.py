@@ -17,9 +17,10 @@ import torch
 
 from nmt.batching import pad_sequences
 from nmt.config import SearchConfig
+from nmt.errors import UsageError
 from nmt.models.base import Seq2Seq
 from nmt.precision import autocast
-from nmt.search import Hypothesis, SearchLimits, search
+from nmt.search import Hypothesis, SearchLimits, greedy_search, search
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.translate")
@@ -63,10 +64,6 @@ class Translator:
                 for s in ids
             ]
         return ids
-
-    def translate_batch(self, lines: list[str]) -> list[list[Hypothesis]]:
-        """Hypotheses for a list of non-empty lines (one batch, no sorting)."""
-        return self._search_ids(self._encode(lines))
 
     def _search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
         src = pad_sequences(ids, self.tok.pad_id).to(self.device)  # (B, S)
@@ -114,3 +111,41 @@ class Translator:
 
     def translate_lines(self, lines: list[str]) -> list[str]:
         return [self.detok(h[0]) for h in self.translate_stream(lines)]
+
+    def attention(self, line: str) -> AttentionMap:
+        """Greedy-translate one sentence and return the attention the model reported.
+
+        Raises :class:`NoAttentionError` for a backbone without attention (the LSTM), or
+        a sentence too long to translate whole.
+        """
+        ids = self.tok.encode_src([line])[0]
+        if self.max_src_len and len(ids) > self.max_src_len:
+            raise NoAttentionError(
+                f"the sentence has {len(ids)} subwords, more than the model's limit"
+            )
+        src = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, S)
+        self.model.eval()
+        with torch.inference_mode():
+            hyp = greedy_search(self.model, src, src != self.tok.pad_id, self.limits, True)[0]
+        if not hyp.attention:
+            name = type(self.model).__name__
+            raise NoAttentionError(f"the {name} backbone reports no attention to plot")
+        src_pieces = self.tok.src_pieces(line)
+        tgt_pieces = self.tok.tgt_pieces(hyp.tokens)
+        tgt_pieces += ["</s>"] * (len(hyp.attention) - len(tgt_pieces))
+        weights = [row[: len(src_pieces)] for row in hyp.attention]
+        return AttentionMap(src_pieces, tgt_pieces, weights, self.detok(hyp))
+
+
+class NoAttentionError(UsageError):
+    """An attention map was asked of a model or sentence that cannot give one."""
+
+
+@dataclass
+class AttentionMap:
+    """Attention weights of one greedy translation, with the pieces that label them."""
+
+    src_pieces: list[str]  # source subword pieces, EOS included (x axis)
+    tgt_pieces: list[str]  # output pieces, EOS included when emitted (y axis)
+    weights: list[list[float]]  # (T, S): row t = attention while emitting tgt_pieces[t]
+    translation: str  # the detokenized greedy output

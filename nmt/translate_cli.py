@@ -11,7 +11,7 @@ from typing import TextIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nmt.config import ConfigError
+from nmt.config import ConfigError, SearchConfig
 from nmt.device import resolve_device
 from nmt.ensemble import load_models
 from nmt.precision import check_precision
@@ -31,16 +31,17 @@ def make_translator(
     precision: str = "fp32",
     device: str = "auto",
     quantization: str = "none",
+    search: SearchConfig | None = None,
 ) -> Translator:
     """Load a checkpoint (several: an ensemble) and apply command-line search settings
-    over its config's (the first model's config, for an ensemble)."""
+    over ``search`` (default: the first model's config's search section)."""
     dev = resolve_device(device)
     check_precision(precision, dev)
     model, tok, cfg = load_models(model_path, dev)
     model = quantize(model, quantization)
     changes = {"beam": beam, "length_penalty": length_penalty, "batch_size": batch_size}
     search = dataclasses.replace(
-        cfg.search, nbest=nbest, **{k: v for k, v in changes.items() if v is not None}
+        search or cfg.search, nbest=nbest, **{k: v for k, v in changes.items() if v is not None}
     )
     _check_search(search.beam, search.nbest, search.batch_size, search.length_penalty)
     return Translator(model, tok, search, dev, precision)
@@ -129,7 +130,7 @@ def _translate_with_attention(
     translator: Translator, lines: Iterable[str], output: Path | None, png: Path
 ) -> None:
     """Greedy-translate the one input sentence and save its attention heatmap to ``png``."""
-    from nmt.plots import plot_attention, sentence_attention
+    from nmt.plots import plot_attention
 
     if translator.search.nbest > 1:
         raise ConfigError("--attention-plot translates greedily: --nbest must be 1")
@@ -139,8 +140,8 @@ def _translate_with_attention(
             f"--attention-plot needs exactly one input sentence, got {len(sentences)} "
             "non-empty lines"
         )
-    amap = sentence_attention(translator, sentences[0])
-    plot_attention(amap, png, "attention (greedy search)")
+    amap = translator.attention(sentences[0])
+    plot_attention(amap.weights, amap.src_pieces, amap.tgt_pieces, png, "attention (greedy search)")
     if output is None:
         print(amap.translation, flush=True)
     else:

@@ -145,17 +145,14 @@ def test_second_run_reuses_the_runs(compared: Path, tmp_path: Path) -> None:
     assert len(results["runs"]) == 3
 
 
-def test_without_matplotlib_the_plots_are_skipped(
-    compared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "noplots"
-    shutil.copytree(compared, out, ignore=shutil.ignore_patterns("*.png"))
-    monkeypatch.setattr("nmt.plots.have_matplotlib", lambda: False)
-    result = compare(out, "--budget-minutes", "2")
+@pytest.mark.parametrize("name", ["multi30k-de-en", "multi30k-en-de", "multi30k-de-en-15min"])
+def test_committed_reports_render_again_from_their_results(tmp_path: Path, name: str) -> None:
+    committed = REPO / "bench" / "results" / name
+    shutil.copy(committed / "results.json", tmp_path / "results.json")
+    result = nmt("compare", "--out", tmp_path, "--report-only")
     assert result.exit_code == 0, result.output
-    assert said(result, "skipping the plots")
-    assert (out / "RESULTS.md").is_file() and not list(out.glob("*.png"))
-    assert json.loads((out / "results.json").read_text(encoding="utf-8"))["plots"] == {}
+    expected = (committed / "RESULTS.md").read_text(encoding="utf-8")
+    assert (tmp_path / "RESULTS.md").read_text(encoding="utf-8") == expected
 
 
 def test_missing_test_sets_are_an_error(tmp_path: Path) -> None:
@@ -232,3 +229,13 @@ def test_reuse_warns_on_a_changed_key_not_on_a_key_added_since(
         ensure_trained(spec)
     assert "differs" in caplog.text and "train.lr" in caplog.text
     assert "average_last" not in caplog.text
+
+
+def test_translate_attention_plot_of_an_ensemble(compared: Path, tmp_path: Path) -> None:
+    png = tmp_path / "attention.png"
+    run = compared / "transformer"
+    result = nmt("translate", run, run, "--attention-plot", png, input="Ein Hund.\n")
+    assert result.exit_code == 0, result.output
+    assert is_png(png)
+    single = nmt("translate", run, "--beam", "1", input="Ein Hund.\n")
+    assert result.stdout.strip() == single.stdout.strip()  # a model with itself: the model

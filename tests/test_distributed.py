@@ -24,9 +24,9 @@ import torch.multiprocessing as mp
 from nmt.batching import make_batch
 from nmt.checkpoint import load_checkpoint
 from nmt.config import ConfigError
-from nmt.distributed import DistContext, accumulation_groups, process_group, shard_batches
 from nmt.precision import check_precision
-from nmt.train import Trainer
+from nmt.training import Trainer
+from nmt.training.distributed import DistContext, accumulation_groups, process_group, shard_batches
 from tests.conftest import FIXTURES, REPO, tiny_config
 
 STEPS = 4
@@ -74,7 +74,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             trainer.train()
             grads = {n: p.grad for n, p in trainer.model.named_parameters()}
             torch.save((trainer.model.state_dict(), grads), Path(out) / f"rank{rank}.pt")
-        dist.barrier()  # leave together (see nmt.distributed.process_group)
+        dist.barrier()  # leave together (see nmt.training.distributed.process_group)
     finally:
         dist.destroy_process_group()
 

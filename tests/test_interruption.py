@@ -16,7 +16,7 @@ import torch
 
 from nmt import checkpoint
 from nmt.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_train_state
-from nmt.train import Trainer, TrainingError, train_from_config
+from nmt.training import Trainer, TrainingError, train_from_config
 from tests.conftest import FIXTURES, REPO, tiny_config
 
 TINY = REPO / "configs" / "tiny" / "lstm.yaml"

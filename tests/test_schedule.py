@@ -10,8 +10,8 @@ import torch
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import ConfigError, TrainConfig
-from nmt.schedule import LRSchedule, budget_progress
-from nmt.train import Trainer
+from nmt.training import Trainer
+from nmt.training.schedule import LRSchedule, budget_progress
 from tests.conftest import tiny_config
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from nmt.checkpoint import CheckpointError, load_checkpoint, load_train_state
 from nmt.cli import app
-from nmt.train import train_from_config
+from nmt.training import train_from_config
 from tests.conftest import FIXTURES, REPO
 
 runner = CliRunner()

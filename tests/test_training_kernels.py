@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.loss import CHUNK_ROWS, smoothed_cross_entropy
 from nmt.models.dropout import Dropout, dropout, keep_mask
+from nmt.training.loss import CHUNK_ROWS, smoothed_cross_entropy
 
 PAD = 1
 

@@ -39,11 +39,22 @@ class Seq2Seq(nn.Module):
     - ``tgt_in``: (B, T) decoder input = BOS + target tokens (right-padded).
     - ``forward`` returns unnormalised logits (B, T, V); ``decode_step`` returns
       float32 log-probabilities (B, V) for the next token.
-    - ``state`` may carry ``"attention"``: (B, S) weights of the last step, for plots.
+    - ``state`` carries ``"attention"``: (B, S) weights of the last step, for plots,
+      when the backbone has attention and :meth:`report_attention` switched it on.
     """
 
     pad_id: int
     max_positions: int = 1024  # longest input/output translated (RNNs: a cost bound only)
+    keep_attention: bool = False  # see report_attention
+
+    def report_attention(self, on: bool = True) -> None:
+        """Ask :meth:`decode_step` to put its attention weights into ``state["attention"]``.
+
+        Off by default because it can cost speed (the Transformer then bypasses its fused
+        attention kernel). A backbone without attention reports none whatever this says;
+        one whose attention is free (the attention RNN) may report it always.
+        """
+        self.keep_attention = on
 
     def encode(self, src: Tensor, src_mask: Tensor) -> State:
         """Run the encoder; return the initial decoder state (holds what decoding needs)."""

@@ -350,8 +350,9 @@ class Decoder(nn.Module):
 class Transformer(Seq2Seq):
     """Encoder-decoder Transformer (Vaswani et al. 2017) with incremental decoding.
 
-    ``keep_attention``: when True, :meth:`decode_step` also stores ``state["attention"]``
-    (slower: the last layer's cross-attention then bypasses the fused kernel).
+    With :meth:`report_attention` on, :meth:`decode_step` also stores ``state["attention"]``,
+    the last layer's cross-attention averaged over heads (slower: that layer then bypasses
+    the fused kernel).
     """
 
     def __init__(self, cfg: TransformerConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> None:
@@ -359,7 +360,6 @@ class Transformer(Seq2Seq):
         check_config(cfg, src_vocab, tgt_vocab)
         self.pad_id = pad_id
         self.max_positions = cfg.max_positions
-        self.keep_attention = False
         self.heads = cfg.heads
         positions = sinusoidal_table(cfg.max_positions, cfg.d_model)  # (P, D)
         src_table = make_embedding(src_vocab, cfg.d_model)

@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nmt.config import ConfigError
 
-log = logging.getLogger("nmt.distributed")
+log = logging.getLogger("nmt.training.distributed")
 T = TypeVar("T")
 
 

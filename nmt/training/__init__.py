@@ -1,0 +1,19 @@
+"""Training: everything ``nmt train`` needs and translation never loads.
+
+run.py          entry point: one run from a config (``nmt train``, ``nmt compare``)
+loop.py         Trainer: epochs, updates, when to validate and stop
+setup.py        tokenizer, corpora, optimizer: what a run needs before its first update
+validation.py   validation loss and BLEU, the record of a validation, the best checkpoint
+averaging.py    end-of-training checkpoint averaging (train.average_last)
+state.py        checkpoints and resume: optimizer, schedule, RNG, position in the epoch
+reporting.py    progress bar, metrics.jsonl
+stopping.py     stop conditions, SIGINT/SIGTERM, the training clock
+schedule.py     learning-rate schedules
+loss.py         the fused label-smoothed cross-entropy
+distributed.py  several processes under torchrun (DDP)
+"""
+
+from nmt.training.loop import Trainer, TrainingError
+from nmt.training.run import TrainOutcome, run_training, train_from_config
+
+__all__ = ["Trainer", "TrainOutcome", "TrainingError", "run_training", "train_from_config"]

@@ -1,0 +1,96 @@
+"""What a run needs before its first update: the tokenizer, the corpora, the optimizer."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nmt.batching import ParallelCorpus, encode_corpus, epoch_batches
+from nmt.config import Config, ConfigError, TrainConfig
+from nmt.textio import read_parallel
+from nmt.tokenizer import Tokenizer, train_tokenizer
+
+log = logging.getLogger("nmt.training")
+
+
+def prepare_tokenizer(cfg: Config) -> Tokenizer:
+    """Load the config's SentencePiece model, training it on the training data if missing."""
+    prefix, t, d = cfg.tokenizer_prefix(), cfg.tokenizer, cfg.data
+    src_path, tgt_path = Tokenizer.paths(prefix, t.joint)
+    if src_path.is_file() and tgt_path.is_file():
+        return Tokenizer.load(prefix, t.joint)
+    src_file = Path(d.dir) / f"{d.train}.{d.src_lang}"
+    tgt_file = Path(d.dir) / f"{d.train}.{d.tgt_lang}"
+    for f in (src_file, tgt_file):
+        if not f.is_file():
+            raise ConfigError(f"training file {f} does not exist (run `nmt data multi30k` first?)")
+    return train_tokenizer(
+        prefix, [src_file], [tgt_file], t.vocab_size, t.type, t.joint, t.character_coverage
+    )
+
+
+@dataclass
+class Corpora:
+    """Training pairs, validation pairs, and the validation text that BLEU is computed on."""
+
+    train: ParallelCorpus
+    valid: ParallelCorpus
+    valid_src: list[str]
+    valid_ref: list[str]
+
+
+def load_corpora(cfg: Config, tok: Tokenizer) -> Corpora:
+    d = cfg.data
+    base = Path(d.dir)
+    tr_src, tr_tgt = read_parallel(
+        base / f"{d.train}.{d.src_lang}", base / f"{d.train}.{d.tgt_lang}"
+    )
+    va_src, va_tgt = read_parallel(
+        base / f"{d.valid}.{d.src_lang}", base / f"{d.valid}.{d.tgt_lang}"
+    )
+    train = encode_corpus(tok, tr_src, tr_tgt, d.max_len)
+    valid = encode_corpus(tok, va_src, va_tgt, 0)
+    n = cfg.train.valid_max_sentences or len(va_src)
+    log.info("data: %d training pairs, %d validation pairs", len(train), len(valid))
+    return Corpora(train, valid, va_src[:n], va_tgt[:n])
+
+
+def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+
+
+def total_steps(cfg: Config, corpus: ParallelCorpus, world: int) -> int | None:
+    """Updates the run will make, for the progress bar (None: bounded by time only)."""
+    t = cfg.train
+    if t.max_steps:
+        return t.max_steps
+    if t.max_epochs:
+        per_rank = len(epoch_batches(corpus, t.batch_tokens, t.seed, 0)) // world
+        return math.ceil(per_rank / t.accumulate) * t.max_epochs
+    return None
+
+
+def log_effective_batch(t: TrainConfig, world: int) -> None:
+    """Tokens per update = batch_tokens x accumulate x processes. To keep an update the
+    same size on more processes, lower ``train.accumulate`` by the same factor."""
+    log.info(
+        "effective batch: %d tokens x %d accumulated x %d processes = %d tokens per update",
+        t.batch_tokens,
+        t.accumulate,
+        world,
+        t.batch_tokens * t.accumulate * world,
+    )
+
+
+def seed_and_threads(t: TrainConfig) -> None:
+    """Seed torch and Python (weights, dropout, batch order) and set the CPU thread count."""
+    torch.manual_seed(t.seed)
+    random.seed(t.seed)
+    if t.threads:
+        torch.set_num_threads(t.threads)

@@ -1,0 +1,168 @@
+"""A run's resumable state: what is saved besides the weights, and how it comes back.
+
+:class:`Checkpointer` is the one place that writes checkpoints during training (the
+trainer decides *when*; this module knows *what* and *where*, like fairseq keeps its
+``checkpoint_utils`` apart from its trainer). A resumed run continues bit for bit: the
+optimizer, schedule, gradient scaler, every rank's random streams and the position in
+the epoch are restored, and a run resumed on another number of processes continues
+from the same place in the epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from nmt.average import save_step_checkpoint
+from nmt.checkpoint import (
+    check_run_dir,
+    load_checkpoint,
+    load_train_state,
+    save_checkpoint,
+    save_train_state,
+)
+from nmt.config import Config, save_config
+from nmt.models.base import Seq2Seq
+from nmt.rundir import RunDir
+from nmt.tokenizer import Tokenizer
+from nmt.training.distributed import DistContext, gather_objects
+from nmt.training.schedule import LRSchedule
+
+log = logging.getLogger("nmt.training")
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights that a resumed run must restore."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of the current epoch already consumed
+    best_bleu: float = -1.0
+    bad_validations: int = 0
+    elapsed: float = 0.0  # training seconds before this process
+    history: list = field(default_factory=list)
+    world_size: int = 1  # processes that consumed batch_in_epoch batches each
+
+
+@dataclass
+class Optimization:
+    """The parts of a run that change with every update besides the weights."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler
+
+
+class Checkpointer:
+    """Writes best, step and last checkpoints of one run; restores the last for --resume."""
+
+    def __init__(
+        self, run: RunDir, cfg: Config, tok: Tokenizer, ctx: DistContext, device: torch.device
+    ) -> None:
+        self.run, self.cfg, self.tok, self.ctx, self.device = run, cfg, tok, ctx, device
+
+    def start_run(self, model: Seq2Seq) -> None:
+        """Rank 0 checks the directory can hold the checkpoints, then writes config and
+        tokenizer, so that the run directory is self-contained from its first step."""
+        if not self.ctx.is_main:
+            return
+        copies = 3 + self.cfg.train.keep_checkpoints  # best, last, state, kept steps
+        check_run_dir(self.run.path, model.num_parameters(), copies)
+        save_config(self.cfg, self.run.config)
+        self.tok.save(self.run.tokenizer_prefix)
+
+    def save_best(self, model: Seq2Seq, meta: dict) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self.run.best, model, self.tok, self.cfg, meta)
+
+    def save_step(self, model: Seq2Seq, meta: dict) -> None:
+        """A step checkpoint for ``nmt average`` and ``train.average_last`` (newest N kept)."""
+        if self.ctx.is_main:
+            keep = self.cfg.train.keep_checkpoints
+            save_step_checkpoint(self.run.path, model, self.tok, self.cfg, meta, keep)
+
+    def save_last(self, model: Seq2Seq, opt: Optimization, state: TrainState) -> None:
+        """Rank 0 writes weights and training state, with every rank's RNG state (collective)."""
+        rngs = gather_objects(rng_state(self.device), self.ctx)
+        if not self.ctx.is_main:
+            return
+        meta = {"step": state.step, "best_bleu": state.best_bleu}
+        save_checkpoint(self.run.last, model, self.tok, self.cfg, meta)
+        save_train_state(
+            self.run.train_state,
+            {
+                "optimizer": opt.optimizer.state_dict(),
+                "schedule": opt.schedule.state_dict(),
+                "trainer": vars(state).copy(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+                "rng_per_rank": rngs,
+                "scaler": opt.scaler.state_dict(),
+            },
+        )
+
+    def restore(self, model: Seq2Seq, opt: Optimization) -> TrainState:
+        """Load the last checkpoint into ``model`` and ``opt``; return the saved TrainState."""
+        last, _, _, _ = load_checkpoint(self.run.last, self.device)
+        model.load_state_dict(last.state_dict())
+        saved = load_train_state(self.run.train_state)
+        opt.optimizer.load_state_dict(saved["optimizer"])
+        opt.schedule.load_state_dict(saved["schedule"])
+        if saved.get("scaler"):
+            opt.scaler.load_state_dict(saved["scaler"])
+        state = TrainState(**saved["trainer"])
+        restore_rng(saved, self.ctx, self.device)
+        adapt_to_world_size(state, self.ctx.world_size, self.cfg)
+        log.info(
+            "resumed at step %d (epoch %d, batch %d)",
+            state.step,
+            state.epoch + 1,
+            state.batch_in_epoch,
+        )
+        return state
+
+
+def rng_state(device: torch.device) -> dict:
+    """This process's random streams (dropout masks), to be restored on resume."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(saved: dict, ctx: DistContext, device: torch.device) -> None:
+    """Each rank continues its own random streams (dropout), if the world size is the same."""
+    rngs = saved.get("rng_per_rank") or [
+        {"torch": saved["torch_rng"], "python": saved["python_rng"]}
+    ]
+    if len(rngs) != ctx.world_size:
+        log.warning("another number of processes than before: random streams start afresh")
+        return
+    mine = rngs[ctx.rank]
+    torch.set_rng_state(mine["torch"])
+    random.setstate(mine["python"])
+    if "cuda" in mine and device.type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"], device)
+
+
+def adapt_to_world_size(state: TrainState, world: int, cfg: Config) -> None:
+    """Resumed on another number of processes: go on from the same place in the epoch.
+
+    The first ``k`` batches of every shard are the epoch's first ``k * world`` batches
+    (see :func:`nmt.training.distributed.shard_batches`), so the position converts exactly.
+    """
+    if state.world_size == world:
+        return
+    log.warning(
+        "resumed on %d processes instead of %d: an update now holds %d tokens "
+        "(batch_tokens x accumulate x processes); set train.accumulate to keep it",
+        world,
+        state.world_size,
+        cfg.train.batch_tokens * cfg.train.accumulate * world,
+    )
+    state.batch_in_epoch = state.batch_in_epoch * state.world_size // world
+    state.world_size = world

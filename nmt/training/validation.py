@@ -1,0 +1,130 @@
+"""Validation: teacher-forced loss and greedy BLEU on the validation set.
+
+Rank 0 computes the scores and broadcasts them: early stopping, the plateau schedule
+and the choice of the best checkpoint depend on them, and every rank must decide alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import sacrebleu
+import torch
+
+from nmt.batching import epoch_batches, make_batch
+from nmt.config import SearchConfig
+from nmt.models.base import Seq2Seq
+from nmt.precision import autocast
+from nmt.training.averaging import average_of_last, swapped_weights
+from nmt.training.distributed import broadcast_object
+from nmt.training.loss import smoothed_cross_entropy
+from nmt.training.reporting import Reporter
+from nmt.training.setup import Corpora
+from nmt.training.state import Checkpointer, TrainState
+from nmt.translate import Translator
+
+log = logging.getLogger("nmt.training")
+
+
+class Validator:
+    """Scores a model on the run's validation data, and records what a validation found."""
+
+    def __init__(
+        self, data: Corpora, device: torch.device, checkpoints: Checkpointer, reporter: Reporter
+    ) -> None:
+        self.data, self.device = data, device
+        self.checkpoints, self.reporter = checkpoints, reporter
+        self.cfg, self.tok, self.ctx = checkpoints.cfg, checkpoints.tok, checkpoints.ctx
+
+    def validate(self, model: Seq2Seq, state: TrainState, seconds: Callable[[], float]) -> dict:
+        """A validation during training: score, record, keep the best and a step checkpoint."""
+        scores = self.scores(model)
+        state.elapsed = seconds()
+        record = self.record(model, state, scores)
+        state.bad_validations = 0 if record["best"] else state.bad_validations + 1
+        state.history.append(record)
+        self.checkpoints.save_step(model, {"step": state.step, "valid_bleu": record["valid_bleu"]})
+        return record
+
+    def validate_average(self, model: Seq2Seq, state: TrainState) -> dict | None:
+        """Validate the average of the last ``train.average_last`` step checkpoints; it
+        becomes best.safetensors only if it beats the best single checkpoint."""
+        found = average_of_last(self.checkpoints.run, self.cfg.train.average_last, self.device)
+        if found is None:
+            return None
+        weights, names = found
+        with swapped_weights(model, weights):
+            record = self.record(model, state, self.scores(model), {"averaged": names})
+        if self.ctx.is_main:
+            bleu = record["valid_bleu"]
+            log.info("average of %d checkpoints: validation BLEU %.2f", len(names), bleu)
+        return record
+
+    def record(
+        self,
+        model: Seq2Seq,
+        state: TrainState,
+        scores: tuple[float, float],
+        extra: dict | None = None,
+    ) -> dict:
+        """The record step shared by both validations: report, and keep a new best."""
+        (nll, bleu), extra = scores, extra or {}
+        improved = bleu > state.best_bleu
+        record = {**validation_record(state, nll, bleu, improved), **extra}
+        self.reporter.validation(record)
+        if improved:
+            state.best_bleu = bleu
+            meta = {"step": state.step, "valid_bleu": bleu, **extra}
+            self.checkpoints.save_best(model, meta)
+        return record
+
+    def scores(self, model: Seq2Seq) -> tuple[float, float]:
+        """(nll, bleu) on every rank; with ``train.valid_bleu`` off, -nll stands for BLEU."""
+        scores = None
+        if self.ctx.is_main:
+            nll = self.nll(model)
+            scores = (nll, self.bleu(model) if self.cfg.train.valid_bleu else -nll)
+        return broadcast_object(scores, self.ctx)
+
+    @torch.no_grad()
+    def nll(self, model: Seq2Seq) -> float:
+        """Mean per-token negative log-likelihood (no label smoothing) on the validation set."""
+        model.eval()
+        total, count = 0.0, 0
+        for indices in epoch_batches(self.data.valid, self.cfg.train.batch_tokens, 0, 0):
+            batch = make_batch(self.data.valid, indices, self.tok).to(self.device)
+            with autocast(self.cfg.train.precision, self.device):
+                logits = model(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
+            total += smoothed_cross_entropy(
+                logits.flatten(0, 1),  # (B*T, V)
+                batch.tgt_out.flatten(),  # (B*T,)
+                ignore_index=self.tok.pad_id,
+                label_smoothing=0.0,
+            ).item()
+            count += batch.n_tokens
+        return total / max(count, 1)
+
+    def bleu(self, model: Seq2Seq) -> float:
+        """sacreBLEU of greedy translations of the validation sources."""
+        s = self.cfg.search
+        search = SearchConfig(
+            beam=1, nbest=1, max_len_a=s.max_len_a, max_len_b=s.max_len_b, batch_size=128
+        )
+        translator = Translator(model, self.tok, search, self.device, self.cfg.train.precision)
+        hyps = translator.translate_lines(self.data.valid_src)
+        return sacrebleu.corpus_bleu(hyps, [self.data.valid_ref]).score
+
+
+def validation_record(state: TrainState, nll: float, bleu: float, improved: bool) -> dict:
+    """One validation's line of metrics.jsonl (and of the run's history)."""
+    return {
+        "step": state.step,
+        "epoch": state.epoch + 1,
+        "valid_nll": nll,
+        "valid_ppl": math.exp(min(nll, 50)),
+        "valid_bleu": bleu,
+        "minutes": state.elapsed / 60,
+        "best": improved,
+    }
