@@ -168,12 +168,61 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+# --- YAML ----------------------------------------------------------------------------------------
+# PyYAML follows YAML 1.1, where yes/no/on/off are booleans: `src_lang: no` (Norwegian) would
+# become False. Configs are read the YAML 1.2 way (only true/false are booleans), and every
+# boolean or number keeps the text it was written as, so a field declared `str` gets that text
+# (`test: 2016` stays "2016", `version: 1.10` stays "1.10").
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "true": True, "false": False}
+
+
+@dataclass(frozen=True)
+class Written:
+    """A YAML boolean or number together with its source text."""
+
+    value: bool | int | float
+    text: str
+
+    def __repr__(self) -> str:  # error messages show the value, not the wrapper
+        return repr(self.value)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans whose booleans and numbers keep their text."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _keeping_text(construct: Any) -> Any:
+    def construct_written(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Written:
+        return Written(construct(loader, node), node.value)
+
+    return construct_written
+
+
+for _tag, _construct in [
+    (_BOOL_TAG, yaml.SafeLoader.construct_yaml_bool),
+    ("tag:yaml.org,2002:int", yaml.SafeLoader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", yaml.SafeLoader.construct_yaml_float),
+]:
+    ConfigLoader.add_constructor(_tag, _keeping_text(_construct))
+
+
 def _build(cls: type, raw: Any, where: str) -> Any:
     """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
+        got = type(raw.value if isinstance(raw, Written) else raw).__name__
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {got}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -200,11 +249,17 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{path}: unsupported union type")  # not used by the schema
+    if isinstance(value, Written):
+        if hint is str:  # `src_lang: no`, `test: 2016`: the text as written, not a bool or int
+            return value.text
+        value = value.value
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is bool and isinstance(value, bool):
         return value
+    if hint is bool and isinstance(value, str) and value.lower() in YAML11_BOOLS:
+        return YAML11_BOOLS[value.lower()]
     if hint is int and is_number and isinstance(value, int):
-        return value
+        return int(value)
     if hint is float and is_number:
         return float(value)
     if hint is str and isinstance(value, str):
@@ -298,12 +353,12 @@ def get_path(cfg: Any, path: str) -> Any:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``section.key=value`` -> (["section", "key"], parsed YAML value)."""
+    """``section.key=value`` -> (["section", "key"], the value parsed as in a config file)."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, value = text.split("=", 1)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.load(value, Loader=ConfigLoader) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
     return key.strip().split("."), parsed
@@ -335,7 +390,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         except OSError as e:
             raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from e
         try:
-            raw = yaml.safe_load(text) or {}
+            raw = yaml.load(text, Loader=ConfigLoader) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {e}") from e
         if not isinstance(raw, dict):

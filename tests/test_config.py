@@ -56,3 +56,35 @@ def test_overrides_and_round_trip(tmp_path) -> None:
 def test_override_of_unknown_key_fails() -> None:
     with pytest.raises(ConfigError, match="model.transformer.layers"):
         load_config(REPO / "configs" / "transformer.yaml", ["model.transformer.layers=2"])
+
+
+def test_yaml_11_booleans_stay_strings_where_the_key_is_a_string(tmp_path) -> None:
+    """`no` is Norwegian, not False; numbers keep their text where a string is expected."""
+    cfg = load_config(
+        REPO / "configs" / "transformer.yaml",
+        ["data.src_lang=no", "data.tgt_lang=on", "data.test=2016", "data.valid=1.10"],
+    )
+    assert (cfg.data.src_lang, cfg.data.tgt_lang) == ("no", "on")
+    assert (cfg.data.test, cfg.data.valid) == ("2016", "1.10")
+    path = tmp_path / "no.yaml"
+    path.write_text(
+        "data: {src_lang: no, tgt_lang: yes, test: 2016, valid: 1.10}\n"
+        "tokenizer: {joint: yes}\nmodel: {transformer: {tie_embeddings: off}}\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(path)
+    assert (cfg.data.src_lang, cfg.data.tgt_lang, cfg.data.test) == ("no", "yes", "2016")
+    assert cfg.data.valid == "1.10"
+    # where the key is a boolean, yes/no/on/off still mean true/false
+    assert cfg.tokenizer.joint is True and cfg.model.transformer.tie_embeddings is False
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
+
+
+def test_types_are_still_checked_after_yaml_12_parsing() -> None:
+    with pytest.raises(ConfigError, match="tokenizer.joint: expected bool, got 'maybe'"):
+        load_config(REPO / "configs" / "transformer.yaml", ["tokenizer.joint=maybe"])
+    with pytest.raises(ConfigError, match="train.batch_tokens: expected int, got 1.5"):
+        load_config(REPO / "configs" / "transformer.yaml", ["train.batch_tokens=1.5"])
+    with pytest.raises(ConfigError, match=r"train.betas: expected a list of 2 values, got 0.9"):
+        load_config(REPO / "configs" / "transformer.yaml", ["train.betas=0.9"])
