@@ -11,6 +11,8 @@ one class. Two kinds are told apart by their exit status:
 
 from __future__ import annotations
 
+import errno
+
 
 class NmtError(Exception):
     """Base of every error the CLI turns into ``error: <message>``."""
@@ -28,3 +30,34 @@ class RuntimeFailure(NmtError, RuntimeError):
     """A started command could not finish; the message says why."""
 
     exit_code = 1
+
+
+# OS errors about the paths a user named: fix the command line (exit 2). Every other OS
+# error (a full disk, an I/O error, no memory) happened to a command that was fine (exit 1).
+_USAGE_ERRNOS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.EROFS,
+}
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status for an error that ends a command: 2 usage, 1 runtime failure.
+
+    nmt's own errors carry their status; an OS error is a usage error when it is about a
+    path the user gave (missing, a folder, not permitted), a runtime failure otherwise
+    (``ENOSPC``: a full disk); text that is not UTF-8 is bad input (2).
+    """
+    if isinstance(error, NmtError):
+        return error.exit_code
+    if isinstance(error, OSError):
+        return UsageError.exit_code if error.errno in _USAGE_ERRNOS else RuntimeFailure.exit_code
+    if isinstance(error, UnicodeError):
+        return UsageError.exit_code
+    return RuntimeFailure.exit_code
