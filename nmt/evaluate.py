@@ -12,15 +12,23 @@ from collections.abc import Sequence
 
 from sacrebleu.metrics import BLEU, CHRF, TER
 
+from nmt.textio import CorpusError
 
-def score(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float | int | str]:
+
+def score(
+    hyps: Sequence[str], refs: Sequence[str], names: tuple[str, str] | None = None
+) -> dict[str, float | int | str]:
     """Score detokenized hypotheses against one reference each.
 
     Returns ``n``, ``bleu``, ``bleu_signature``, ``bleu_detail`` (n-gram precisions and
     brevity penalty), ``bleu_lowercase`` (+ ``bleu_lowercase_signature``), ``chrf``,
-    ``chrf_signature``, ``ter`` and ``ter_signature``.
+    ``chrf_signature``, ``ter`` and ``ter_signature``. ``names`` (of the hypothesis and
+    reference files) makes the errors about misaligned or empty input name them.
     """
-    hyps, refs = _checked(hyps, refs)
+    if isinstance(hyps, str) or isinstance(refs, str):
+        raise TypeError("hyps and refs must be sequences of sentences, not a single string")
+    hyps, refs = list(hyps), list(refs)
+    check_aligned(len(hyps), len(refs), names)
     bleu, bleu_lc, chrf, ter = BLEU(tokenize="13a"), BLEU(lowercase=True), CHRF(), TER()
     bleu_score = bleu.corpus_score(hyps, [refs])
     return {
@@ -37,19 +45,22 @@ def score(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float | int | s
     }
 
 
-def _checked(hyps: Sequence[str], refs: Sequence[str]) -> tuple[list[str], list[str]]:
+def check_aligned(n_hyps: int, n_refs: int, names: tuple[str, str] | None = None) -> None:
     """Reject misaligned or empty corpora up front: sacrebleu would either fail with an
-    opaque error or, worse, score a shifted alignment."""
-    if isinstance(hyps, str) or isinstance(refs, str):
-        raise TypeError("hyps and refs must be sequences of sentences, not a single string")
-    hyps, refs = list(hyps), list(refs)
-    if len(hyps) != len(refs):
-        raise ValueError(
-            f"hypothesis/reference count mismatch: {len(hyps)} hypotheses, {len(refs)} references"
+    opaque error or, worse, score a shifted alignment. ``names``: the two files."""
+    if n_hyps != n_refs:
+        if names:
+            raise CorpusError(
+                f"{names[0]} has {n_hyps} lines but {names[1]} has {n_refs}: hypotheses "
+                "and references must align line by line"
+            )
+        raise CorpusError(
+            f"hypothesis/reference count mismatch: {n_hyps} hypotheses, {n_refs} references"
         )
-    if not hyps:
-        raise ValueError("nothing to score: 0 hypotheses and 0 references")
-    return hyps, refs
+    if not n_hyps:
+        if names:
+            raise CorpusError(f"{names[1]} is empty: there is nothing to score")
+        raise CorpusError("nothing to score: 0 hypotheses and 0 references")
 
 
 def format_scores(scores: dict) -> str:

@@ -1,36 +1,93 @@
-"""Reading text files line by line, with errors that name the file and the line.
+"""Reading and writing text line by line, with errors that name the file and the line.
 
-Lines are split on ``\n`` only: a stray ``\r`` or Unicode line separator inside a
-sentence must never shift the alignment between a source and its translation.
+Every command reads its text through :func:`iter_lines` (streaming) or :func:`read_lines`
+(a list built on it), so all of them treat files alike:
+
+- ``-`` (or no path) means standard input for reading and standard output for writing,
+  the Unix convention;
+- lines are split on ``\\n`` only, and one ``\\r`` before it is dropped: a stray ``\\r`` or
+  Unicode line separator inside a sentence must never shift the alignment between a
+  source and its translation;
+- bytes that are not UTF-8 are an error naming the file and the line (or, with
+  ``errors="replace"``, become U+FFFD).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from nmt.errors import UsageError
+
+STDIO = "-"  # the path that means standard input or output
 
 
 class CorpusError(UsageError):
     """A corpus file that is missing, unreadable or does not line up with its pair."""
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """UTF-8 lines without their newline; a clear error for missing or non-UTF-8 files."""
-    path = Path(path)
+def is_stdio(path: str | Path | None) -> bool:
+    """True for ``None`` and ``-``: standard input (reading) or standard output (writing)."""
+    return path is None or str(path) == STDIO
+
+
+def display_name(path: str | Path | None) -> str:
+    return "<stdin>" if is_stdio(path) else str(path)
+
+
+def iter_lines(path: str | Path | None, errors: str = "strict", advice: str = "") -> Iterator[str]:
+    """Stream the UTF-8 lines of ``path`` (``-`` or ``None``: stdin) without their newline.
+
+    The file is opened at once, so a missing file is an error at the call, not at the
+    first line read. ``advice`` is appended to the message about undecodable bytes
+    (e.g. which flag reads them anyway).
+    """
+    if errors not in ("strict", "replace"):
+        raise UsageError(f"errors must be strict or replace, not '{errors}'")
+    if is_stdio(path):
+        return _decoded(sys.stdin.buffer, "<stdin>", errors, advice, close=False)
     try:
-        data = path.read_bytes()
+        raw = open(path, "rb")  # noqa: SIM115 (closed by _decoded)
     except OSError as e:
         raise CorpusError(f"cannot read {path}: {e.strerror or e}") from e
+    return _decoded(raw, str(path), errors, advice, close=True)
+
+
+def _decoded(raw: BinaryIO, name: str, errors: str, advice: str, close: bool) -> Iterator[str]:
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise CorpusError(f"{path}, line {line}: not valid UTF-8") from e
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
+        for number, line in enumerate(raw, 1):
+            try:
+                text = line.decode("utf-8", errors=errors)
+            except UnicodeDecodeError:
+                hint = f" ({advice})" if advice else ""
+                raise CorpusError(f"{name}, line {number}: not valid UTF-8{hint}") from None
+            yield text[:-1] if text.endswith("\n") else text
+    finally:
+        if close:
+            raw.close()
+
+
+def strip_cr(line: str) -> str:
+    """The line without one trailing ``\\r`` (files written with Windows line ends)."""
+    return line[:-1] if line.endswith("\r") else line
+
+
+def read_lines(path: str | Path | None) -> list[str]:
+    """All UTF-8 lines of a file (``-``: stdin) without ``\\n`` or a trailing ``\\r``."""
+    return [strip_cr(line) for line in iter_lines(path)]
+
+
+def count_lines(path: str | Path) -> int:
+    """Number of lines of a file (a last line without ``\\n`` counts), without decoding."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
 
 
 def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
@@ -43,3 +100,23 @@ def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]
     if not src:
         raise CorpusError(f"{src_path} is empty")
     return src, tgt
+
+
+@contextlib.contextmanager
+def open_output(path: str | Path | None) -> Iterator[TextIO]:
+    """Write to ``path`` (``-`` or ``None``: stdout), replacing the file only on success.
+
+    A file is written to ``PATH.part`` and renamed when the block ends without an error,
+    so an interrupted or failed command never leaves half an output under the real name.
+    """
+    if is_stdio(path):
+        yield sys.stdout
+        return
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            yield f
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
