@@ -1,6 +1,7 @@
-"""Greedy and beam search over the backbone contract (:class:`nmt.models.base.Seq2Seq`).
+"""Greedy search, beam search and sampling over the backbone contract
+(:class:`nmt.models.base.Seq2Seq`).
 
-Both functions only call ``encode``, ``decode_step`` and ``reorder_state``; they work for
+All of them only call ``encode``, ``decode_step`` and ``reorder_state``; they work for
 every backbone. Sentences that are finished leave the batch (``reorder_state`` with the
 indices of the rows still running), so a batch costs what its longest output costs only
 for the rows still producing it.
@@ -9,12 +10,13 @@ for the rows still producing it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from nmt.errors import UsageError
 from nmt.models.base import Seq2Seq, State
 
 
@@ -69,6 +71,9 @@ def _attention_reported(model: Seq2Seq, on: bool) -> Iterator[None]:
             model.report_attention(previous)
 
 
+Picker = Callable[[Tensor], tuple[Tensor, Tensor]]  # log-probs (b, V) -> (b,) scores, tokens
+
+
 def greedy_search(
     model: Seq2Seq,
     src: Tensor,
@@ -82,13 +87,27 @@ def greedy_search(
     source weights per output token (None for a backbone without attention).
     """
     with _attention_reported(model, keep_attention):
-        return _greedy(model, src, src_mask, limits, keep_attention)
+        return _one_token_per_step(model, src, src_mask, limits, _most_probable, keep_attention)
+
+
+def _most_probable(log_probs: Tensor) -> tuple[Tensor, Tensor]:
+    return log_probs.max(dim=-1)  # (b,), (b,)
 
 
 @torch.no_grad()
-def _greedy(
-    model: Seq2Seq, src: Tensor, src_mask: Tensor, limits: SearchLimits, keep_attention: bool
+def _one_token_per_step(
+    model: Seq2Seq,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: SearchLimits,
+    pick: Picker,
+    keep_attention: bool = False,
 ) -> list[Hypothesis]:
+    """Decode every row with one token per step chosen by ``pick`` (greedy or sampled).
+
+    ``pick`` gets the step's log-probabilities (b, V) and returns the chosen tokens with
+    their model log-probabilities; finished rows leave the batch.
+    """
     batch = src.size(0)
     state = model.encode(src, src_mask)
     max_len = limits.max_lengths(src_mask).cpu()  # (B,)
@@ -101,7 +120,7 @@ def _greedy(
         log_probs, state = model.decode_step(prev, state)  # (b, V)
         at_limit = (max_len[alive] <= step + 1).to(log_probs.device)  # (b,)
         log_probs = _force_eos(log_probs, at_limit, limits.eos_id)
-        best, next_tok = log_probs.max(dim=-1)  # (b,), (b,)
+        best, next_tok = pick(log_probs)  # (b,), (b,)
         _record(alive, next_tok, best, state, tokens, scores, attn, keep_attention)
         running = next_tok != limits.eos_id  # (b,)
         if not running.any():
@@ -142,7 +161,7 @@ def _greedy_hyp(toks: list[int], log_prob: float, attn: list | None, eos_id: int
     return Hypothesis(toks, log_prob, log_prob, attn)
 
 
-# --- beam search -----------------------------------------------------------------------------
+# --- beam search ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -255,6 +274,88 @@ def _select_running(
     return (live_dev.unsqueeze(1) * beam + src_beam).reshape(-1)  # (b'*k,) rows of the old state
 
 
+# --- sampling ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Draw each output token at random instead of searching for the most probable output.
+
+    The next-token distribution is first sharpened or flattened by the ``temperature``
+    (``softmax(log p / T)``, i.e. ``p ** (1/T)`` renormalised), then cut to its ``k`` most
+    probable tokens (``topk``, Fan et al. 2018) or to the smallest set of most
+    probable tokens whose probability reaches ``p`` (``topp``, nucleus sampling, Holtzman
+    et al. 2020, sec. 3.1), and a token is drawn from what is left.
+    """
+
+    method: str  # topk | topp
+    value: float  # k (a whole number >= 1) for topk, p in (0, 1] for topp
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("topk", "topp"):
+            raise UsageError(f"sampling method must be topk or topp, not '{self.method}'")
+        if self.method == "topk" and (self.value < 1 or self.value != int(self.value)):
+            raise UsageError(f"topk sampling needs a whole number k >= 1, got {self.value:g}")
+        if self.method == "topp" and not 0 < self.value <= 1:
+            raise UsageError(f"topp sampling needs p in (0, 1], got {self.value:g}")
+        if not self.temperature > 0:
+            raise UsageError(f"the sampling temperature must be positive, got {self.temperature:g}")
+
+    def truncate(self, logits: Tensor) -> Tensor:
+        """Set the logits of the tokens that may not be drawn to -inf: (b, V) -> (b, V)."""
+        if self.method == "topk":
+            k = min(int(self.value), logits.size(-1))
+            kth = logits.topk(k, dim=-1).values[:, -1:]  # (b, 1)
+            return logits.masked_fill(logits < kth, float("-inf"))
+        ranked, order = logits.sort(dim=-1, descending=True)  # (b, V)
+        probs = ranked.softmax(dim=-1)  # (b, V)
+        mass_above = probs.cumsum(dim=-1) - probs  # (b, V) probability of the better tokens
+        drop = (mass_above >= self.value).scatter(1, order, mass_above >= self.value)  # (b, V)
+        return logits.masked_fill(drop, float("-inf"))
+
+
+def _sampler(sampling: Sampling, generator: torch.Generator | None) -> Picker:
+    """A :data:`Picker` that draws the token; it returns the model's own log-probability of
+    the token (before temperature and truncation), so scores stay comparable to search."""
+
+    def pick(log_probs: Tensor) -> tuple[Tensor, Tensor]:
+        logits = sampling.truncate(log_probs / sampling.temperature)  # (b, V)
+        probs = logits.softmax(dim=-1)  # (b, V)
+        token = torch.multinomial(probs, 1, generator=generator)  # (b, 1)
+        return log_probs.gather(1, token).squeeze(1), token.squeeze(1)  # (b,), (b,)
+
+    return pick
+
+
+@torch.no_grad()
+def sample(
+    model: Seq2Seq,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: SearchLimits,
+    sampling: Sampling,
+    nbest: int = 1,
+    alpha: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[list[Hypothesis]]:
+    """``nbest`` independent samples of every sentence, best first.
+
+    Samples may repeat. Each one's ``log_prob`` is the model's log-probability of the
+    sampled output and its ``score`` that divided by the GNMT length penalty (as in beam
+    search), which orders the list. The draws come from ``generator``, so a seeded
+    generator gives the same samples for the same batches.
+    """
+    rows = torch.arange(src.size(0), device=src.device).repeat_interleave(nbest)  # (B*n,)
+    drawn = _one_token_per_step(
+        model, src[rows], src_mask[rows], limits, _sampler(sampling, generator)
+    )
+    for h in drawn:
+        h.score = h.log_prob / length_penalty(len(h.tokens) + 1, alpha)
+    groups = [drawn[i : i + nbest] for i in range(0, len(drawn), nbest)]
+    return [sorted(group, key=lambda h: -h.score) for group in groups]
+
+
 def search(
     model: Seq2Seq,
     src: Tensor,
@@ -263,8 +364,13 @@ def search(
     beam: int = 1,
     nbest: int = 1,
     alpha: float = 1.0,
+    sampling: Sampling | None = None,
+    generator: torch.Generator | None = None,
 ) -> list[list[Hypothesis]]:
-    """Greedy when ``beam == 1`` (and one best), beam search otherwise."""
+    """Sampling when ``sampling`` is given; else greedy when ``beam == 1`` (and one best),
+    beam search otherwise."""
+    if sampling is not None:
+        return sample(model, src, src_mask, limits, sampling, nbest, alpha, generator)
     if beam == 1 and nbest == 1:
         return [[h] for h in greedy_search(model, src, src_mask, limits)]
     return beam_search(model, src, src_mask, limits, beam, nbest, alpha)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,7 +20,7 @@ from nmt.config import SearchConfig
 from nmt.errors import UsageError
 from nmt.models.base import Seq2Seq
 from nmt.precision import autocast
-from nmt.search import Hypothesis, SearchLimits, greedy_search, search
+from nmt.search import Hypothesis, Sampling, SearchLimits, greedy_search, search
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.translate")
@@ -37,11 +37,20 @@ class Translator:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
     max_src_len: int = 0  # longer sources are truncated (0 = no limit)
     chunk_lines: int = 10_000
+    sampling: Sampling | None = None  # draw outputs at random instead of searching
+    seed: int | None = None  # of the sampling draws; None: a fresh random seed
     _warned_long: bool = False
+    _generator: torch.Generator | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.max_src_len:
             self.max_src_len = self.model.max_positions
+        if self.sampling is not None:
+            self._generator = torch.Generator(self.device)
+            if self.seed is None:
+                self.seed = int(torch.randint(0, 2**31 - 1, ()).item())
+                log.info("sampling with seed %d", self.seed)
+            self._generator.manual_seed(self.seed)
 
     @property
     def limits(self) -> SearchLimits:
@@ -78,6 +87,8 @@ class Translator:
                 s.beam,
                 s.nbest,
                 s.length_penalty,
+                self.sampling,
+                self._generator,
             )
 
     def translate_chunk(self, lines: list[str]) -> list[list[Hypothesis]]:
