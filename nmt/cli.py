@@ -1,25 +1,34 @@
 """The ``nmt`` command line: a thin Typer layer over the library modules.
 
-Every command turns the errors a user can cause (bad files, bad configs, bad flags)
-into one line on stderr and exit code 2; ``NMT_DEBUG=1`` shows the traceback instead.
+Every command turns the errors a user can meet into one line on stderr (``NMT_DEBUG=1``
+shows the traceback instead) and an exit status a script can act on:
+
+- 0: success;
+- 1: a runtime failure: the command started and then failed (a loss that stays NaN, a
+  full disk);
+- 2: a usage or config error: fix the command line, the config or the input and rerun;
+- 130: interrupted (Ctrl-C, SIGINT);
+- 141: the reader of standard output went away (``nmt translate ... | head -1``): the
+  command stops quietly, with the status a shell gives a process that SIGPIPE ends.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
 
-from nmt.errors import NmtError, UsageError
-from nmt.progress import console
+from nmt.errors import NmtError, UsageError, exit_code
+from nmt.progress import console, hide_progress
 
 app = typer.Typer(
     help="Neural machine translation: data, tokenizers, training, translation, evaluation.",
@@ -32,6 +41,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(tok_app, name="tokenize")
 log = logging.getLogger("nmt")
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Everything reported as one line: nmt's own errors and the OS's (missing file, full disk)."""
@@ -39,13 +51,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def friendly_errors(fn: Callable) -> Callable:
-    """Report user errors as ``error: ...`` and exit 2, without a traceback."""
+    """Report errors as ``error: ...`` with their exit status (see the module docstring)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _setup_logging()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a reader that went away shows up here, not at exit
+            return result
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except _user_errors() as e:
             if os.environ.get("NMT_DEBUG"):
                 raise
@@ -55,22 +72,86 @@ def friendly_errors(fn: Callable) -> Callable:
                 else f"{e.filename}: {e.strerror or e}"
             )
             typer.echo(f"error: {msg}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(exit_code(e)) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush of what is still buffered
+    cannot fail again (the Python docs' recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (tests)
+        pass
+
+
+# --- global options ------------------------------------------------------------------------------
+class LogLevel(str, enum.Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+_console_level = logging.INFO  # set by the global options
+
+
 def _setup_logging() -> None:
+    """Log records of the "nmt" logger to the terminal at the chosen level; the logger
+    itself passes INFO at least, so a run's train.log is complete whatever the terminal shows."""
     root = logging.getLogger("nmt")
-    if not any(isinstance(h, RichHandler) for h in root.handlers):
-        root.addHandler(RichHandler(console=console, show_path=False, rich_tracebacks=False))
-    root.setLevel(logging.INFO)
+    handler = next((h for h in root.handlers if isinstance(h, RichHandler)), None)
+    if handler is None:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        root.addHandler(handler)
+    handler.setLevel(_console_level)
+    root.setLevel(min(_console_level, logging.INFO))
 
 
-# --- data ------------------------------------------------------------------------------------
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nmt")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nmt {_package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Warnings and errors only; no progress bars.")
+    ] = False,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(help="Messages shown on the terminal (default info; warning with --quiet)."),
+    ] = None,
+) -> None:
+    """Neural machine translation: data, tokenizers, training, translation, evaluation."""
+    global _console_level
+    chosen = log_level.value if log_level else ("warning" if quiet else "info")
+    _console_level = getattr(logging, chosen.upper())
+    hide_progress(quiet)
+
+
+# --- data ----------------------------------------------------------------------------------------
 @data_app.command("multi30k")
 @friendly_errors
 def data_multi30k(
@@ -92,7 +173,7 @@ def data_multi30k(
     typer.echo(f"{len(files)} files in {out}")
 
 
-# --- tokenize --------------------------------------------------------------------------------
+# --- tokenize ------------------------------------------------------------------------------------
 @tok_app.command("train")
 @friendly_errors
 def tokenize_train(
@@ -113,12 +194,6 @@ def tokenize_train(
     typer.echo(f"wrote {path}")
 
 
-def _open_in(path: Path | None, errors: str = "strict") -> Iterator[str]:
-    source = sys.stdin.fileno() if path is None else path
-    with open(source, encoding="utf-8", errors=errors, closefd=path is not None) as f:
-        yield from f
-
-
 def _spm(model: Path) -> Any:
     from nmt.tokenizer import Tokenizer
 
@@ -127,40 +202,56 @@ def _spm(model: Path) -> Any:
     return Tokenizer(model.read_bytes()).src
 
 
+InputFile = Annotated[Path | None, typer.Option("-i", "--input", help="Default or -: stdin.")]
+OutputFile = Annotated[Path | None, typer.Option("-o", "--output", help="Default or -: stdout.")]
+
+
 @tok_app.command("encode")
 @friendly_errors
 def tokenize_encode(
     model: Annotated[Path, typer.Option(help="SentencePiece .model file.")],
-    input: Annotated[Path | None, typer.Option("-i", "--input")] = None,
+    input: InputFile = None,
+    output: OutputFile = None,
     ids: Annotated[bool, typer.Option(help="Write ids instead of pieces.")] = False,
 ) -> None:
-    """Split text (stdin or -i) into subword pieces (or ids), one line per line."""
+    """Split text into subword pieces (or ids), one line per line."""
+    from nmt.textio import iter_lines, open_output, strip_cr
+
     sp = _spm(model)
-    for line in _open_in(input):
-        out = sp.encode(line.rstrip("\n"), out_type=int if ids else str)
-        typer.echo(" ".join(map(str, out)))
+    lines = iter_lines(input)
+    with open_output(output) as out:
+        for line in lines:
+            pieces = sp.encode(strip_cr(line), out_type=int if ids else str)
+            out.write(" ".join(map(str, pieces)) + "\n")
 
 
 @tok_app.command("decode")
 @friendly_errors
 def tokenize_decode(
     model: Annotated[Path, typer.Option(help="SentencePiece .model file.")],
-    input: Annotated[Path | None, typer.Option("-i", "--input")] = None,
+    input: InputFile = None,
+    output: OutputFile = None,
     ids: Annotated[bool, typer.Option(help="Input holds ids instead of pieces.")] = False,
 ) -> None:
     """Join subword pieces (or ids) back into text."""
+    from nmt.textio import iter_lines, open_output
+
     sp = _spm(model)
-    for line in _open_in(input):
-        parts = line.split()
-        if ids:
-            try:
-                parts = [int(p) for p in parts]
-            except ValueError as e:
-                raise UsageError(f"--ids input must hold integers: {e}") from None
-        typer.echo(sp.decode(parts))
+    lines = iter_lines(input)
+    with open_output(output) as out:
+        for number, line in enumerate(lines, 1):
+            parts = line.split()
+            if ids:
+                try:
+                    parts = [int(p) for p in parts]
+                except ValueError as e:
+                    raise UsageError(
+                        f"line {number}: --ids input must hold integers: {e}"
+                    ) from None
+            out.write(sp.decode(parts) + "\n")
 
 
-# --- train -----------------------------------------------------------------------------------
+# --- train ---------------------------------------------------------------------------------------
 @app.command()
 @friendly_errors
 def train(
@@ -189,29 +280,37 @@ def train(
     train_from_config(config, overrides, out, resume)
 
 
-# --- translate -------------------------------------------------------------------------------
+# --- translate, evaluate, score: the options they share ------------------------------------------
+Models = Annotated[
+    list[Path],
+    typer.Argument(help="Run directory or checkpoint file; several: an ensemble (same tokenizer)."),
+]
 Beam = Annotated[int | None, typer.Option(help="Beam size (1 = greedy); default from config.")]
+LengthPenalty = Annotated[
+    float | None, typer.Option(help="Alpha of the GNMT length penalty; default from config.")
+]
+BatchSize = Annotated[int | None, typer.Option(help="Sentences per batch; default from config.")]
+Precision = Annotated[str, typer.Option(help="fp32, bf16, or fp16 (CUDA only).")]
+Quantize = Annotated[
+    str, typer.Option(help="none, or int8 (dynamic quantization for CPU inference).")
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")]
 
 
 @app.command()
 @friendly_errors
 def translate(
-    model: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Run directory or checkpoint file; several: an ensemble (same tokenizer)."
-        ),
-    ],
-    input: Annotated[Path | None, typer.Option("-i", "--input", help="Default: stdin.")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: stdout.")] = None,
+    model: Models,
+    input: InputFile = None,
+    output: OutputFile = None,
     beam: Beam = None,
     nbest: Annotated[
         int, typer.Option(help="Hypotheses per line (Moses n-best format if > 1).")
     ] = 1,
-    length_penalty: Annotated[float | None, typer.Option(help="Alpha of the GNMT penalty.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, bf16, or fp16 (CUDA only).")] = "fp32",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    length_penalty: LengthPenalty = None,
+    batch_size: BatchSize = None,
+    precision: Precision = "fp32",
+    device: Device = "auto",
     errors: Annotated[
         str, typer.Option(help="Undecodable input bytes: strict or replace.")
     ] = "strict",
@@ -219,16 +318,28 @@ def translate(
         Path | None,
         typer.Option(help="Save an attention heatmap (PNG) of one sentence (greedy search)."),
     ] = None,
-    quantize: Annotated[
-        str, typer.Option(help="none, or int8 (dynamic quantization for CPU inference).")
-    ] = "none",
+    quantize: Quantize = "none",
+    sample: Annotated[
+        str | None,
+        typer.Option(help="Sample instead of searching: topk:K or topp:P (nucleus)."),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature (default 1; < 1 sharper).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of --sample: the same seed gives the same output.")
+    ] = None,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in order.
 
     With several MODELs, an ensemble: their next-token probabilities are averaged.
+    With --sample and --nbest N: N independent samples per line, best score first.
     """
-    from nmt.translate_cli import run_translate
+    from nmt.translate_cli import parse_sampling, run_translate
 
+    sampling = parse_sampling(sample, temperature)
+    if seed is not None and sampling is None:
+        raise UsageError("--seed applies to sampling: give --sample too")
     run_translate(
         model,
         input,
@@ -242,50 +353,126 @@ def translate(
         errors=errors,
         attention_plot=attention_plot,
         quantization=quantize,
+        sampling=sampling,
+        seed=seed,
     )
 
 
-# --- evaluate --------------------------------------------------------------------------------
+def _one_stdin(**paths: Path | None) -> None:
+    """Refuse ``-`` (stdin) for more than one input: stdin can be read once."""
+    from nmt.textio import STDIO
+
+    dashes = [
+        f"--{name}" for name, path in paths.items() if path is not None and str(path) == STDIO
+    ]
+    if len(dashes) > 1:
+        raise UsageError(f"only one input can be stdin (-), got {' and '.join(dashes)}")
+
+
 @app.command()
 @friendly_errors
 def evaluate(
     model: Annotated[
-        Path | None, typer.Argument(help="Run dir or checkpoint (with --src).")
+        list[Path] | None,
+        typer.Argument(help="Run dir or checkpoint (with --src); several: an ensemble."),
     ] = None,
-    hyp: Annotated[Path | None, typer.Option(help="Hypothesis file.")] = None,
-    ref: Annotated[Path | None, typer.Option(help="Reference file.")] = None,
-    src: Annotated[Path | None, typer.Option(help="Source file to translate with MODEL.")] = None,
+    hyp: Annotated[Path | None, typer.Option(help="Hypothesis file (-: stdin).")] = None,
+    ref: Annotated[Path | None, typer.Option(help="Reference file (-: stdin).")] = None,
+    src: Annotated[
+        Path | None, typer.Option(help="Source file to translate with MODEL (-: stdin).")
+    ] = None,
     beam: Beam = None,
+    length_penalty: LengthPenalty = None,
+    batch_size: BatchSize = None,
+    precision: Precision = "fp32",
+    quantize: Quantize = "none",
+    device: Device = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N (with --src).")] = "auto",
 ) -> None:
     """Score hypotheses with sacreBLEU (BLEU, lowercased BLEU, chrF, TER, signatures)."""
-    from nmt.evaluate import format_scores, score
+    from nmt.evaluate import check_aligned, format_scores, score
     from nmt.textio import read_lines
 
     if ref is None:
         raise UsageError("--ref is required")
-    if (hyp is None) == (model is None or src is None):
+    if (hyp is None) == (not model or src is None):
         raise UsageError("give either --hyp, or MODEL with --src")
-    if hyp is not None:
-        hyps = read_lines(hyp)
-    else:
-        from nmt.translate_cli import translate_file
-
-        hyps = translate_file(model, src, beam=beam, device=device)
+    _one_stdin(hyp=hyp, ref=ref, src=src)
     refs = read_lines(ref)
-    if not refs:
-        raise UsageError(f"{ref} is empty: there is nothing to score")
-    if len(hyps) != len(refs):
-        raise UsageError(
-            f"{hyp or 'the translation'} has {len(hyps)} lines but {ref} has "
-            f"{len(refs)}: hypotheses and references must align line by line"
+    if hyp is not None:
+        hyps, names = read_lines(hyp), (str(hyp), str(ref))
+    else:
+        from nmt.translate_cli import translate_all
+
+        sources, names = read_lines(src), (str(src), str(ref))
+        check_aligned(len(sources), len(refs), names)  # before translating, not after
+        hyps = translate_all(
+            model,
+            sources,
+            beam=beam,
+            length_penalty=length_penalty,
+            batch_size=batch_size,
+            precision=precision,
+            device=device,
+            quantization=quantize,
         )
-    scores = score(hyps, refs)
+    scores = score(hyps, refs, names)
     typer.echo(json.dumps(scores, indent=2) if as_json else format_scores(scores))
 
 
-# --- compare ---------------------------------------------------------------------------------
+@app.command("score")
+@friendly_errors
+def score_pairs(
+    model: Models,
+    src: Annotated[
+        Path | None, typer.Option(help="Source sentences (-: stdin); with --tgt.")
+    ] = None,
+    tgt: Annotated[
+        Path | None, typer.Option(help="Target sentences (-: stdin); with --src.")
+    ] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "-i", "--input", help="Without --src/--tgt: source<TAB>target lines (-: stdin)."
+        ),
+    ] = None,
+    output: OutputFile = None,
+    per_token: Annotated[
+        bool, typer.Option(help="Add a third column: every target token's log-probability.")
+    ] = False,
+    batch_size: BatchSize = None,
+    precision: Precision = "fp32",
+    quantize: Quantize = "none",
+    device: Device = "auto",
+) -> None:
+    """Forced decoding: how probable each target is given its source, one line per pair.
+
+    Prints the total log-probability of the target (end-of-sentence token included) and
+    its mean per token, tab-separated. Reads --src and --tgt, or source<TAB>target lines
+    from -i or stdin. For reranking n-best lists and filtering corpora.
+    """
+    from nmt.scoring import run_score
+
+    if (src is None) != (tgt is None):
+        raise UsageError("give --src and --tgt together (or source<TAB>target lines on stdin)")
+    if src is not None and input is not None:
+        raise UsageError("give either --src and --tgt, or -i with source<TAB>target lines")
+    _one_stdin(src=src, tgt=tgt)
+    run_score(
+        model,
+        src,
+        tgt,
+        input,
+        output,
+        per_token=per_token,
+        batch_size=batch_size,
+        precision=precision,
+        quantization=quantize,
+        device=device,
+    )
+
+
+# --- compare -------------------------------------------------------------------------------------
 @app.command()
 @friendly_errors
 def compare(
@@ -327,7 +514,7 @@ def compare(
     typer.echo(f"wrote {report}")
 
 
-# --- average ---------------------------------------------------------------------------------
+# --- average -------------------------------------------------------------------------------------
 @app.command()
 @friendly_errors
 def average(
@@ -344,6 +531,10 @@ def average(
     """Average the weights of checkpoints of one model into a new checkpoint."""
     from nmt.average import average_to_file
     from nmt.device import resolve_device
+    from nmt.textio import is_stdio
+
+    if is_stdio(output):
+        raise UsageError("-o - (stdout) cannot take a checkpoint: give a file name")
 
     used = average_to_file(inputs, output, last, resolve_device(device))
     typer.echo(f"averaged {len(used)} checkpoints into {output}")

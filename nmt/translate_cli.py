@@ -9,17 +9,37 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nmt.config import ConfigError, SearchConfig
+from nmt.config import Config, SearchConfig
 from nmt.device import resolve_device
 from nmt.ensemble import load_models
+from nmt.errors import UsageError
+from nmt.models.base import Seq2Seq
 from nmt.precision import check_precision
-from nmt.progress import console
+from nmt.progress import console, progress_hidden
 from nmt.quantize import quantize
+from nmt.search import Hypothesis, Sampling
+from nmt.textio import count_lines, display_name, is_stdio, iter_lines, open_output
+from nmt.tokenizer import Tokenizer
 from nmt.translate import Translator
 
 log = logging.getLogger("nmt.translate")
+
+BAD_UTF8_ADVICE = "use --errors replace to translate it anyway"
+
+
+def load_for_inference(
+    model_path: Path | list[Path], device: str, precision: str, quantization: str
+) -> tuple[Seq2Seq, Tokenizer, Config, torch.device]:
+    """Model (several paths: an ensemble), tokenizer, config and device, checked and ready."""
+    if quantization != "none" and precision != "fp32":  # int8 kernels take fp32 activations
+        raise UsageError(f"--quantize {quantization} runs in fp32: drop --precision {precision}")
+    dev = resolve_device(device)
+    check_precision(precision, dev)
+    model, tok, cfg = load_models(model_path, dev)
+    return quantize(model, quantization), tok, cfg, dev
 
 
 def make_translator(
@@ -31,51 +51,62 @@ def make_translator(
     precision: str = "fp32",
     device: str = "auto",
     quantization: str = "none",
+    sampling: Sampling | None = None,
+    seed: int | None = None,
     search: SearchConfig | None = None,
 ) -> Translator:
     """Load a checkpoint (several: an ensemble) and apply command-line search settings
     over ``search`` (default: the first model's config's search section)."""
-    dev = resolve_device(device)
-    check_precision(precision, dev)
-    model, tok, cfg = load_models(model_path, dev)
-    model = quantize(model, quantization)
+    if sampling is not None and beam is not None:
+        raise UsageError("--sample draws the output at random: it does not combine with --beam")
+    model, tok, cfg, dev = load_for_inference(model_path, device, precision, quantization)
     changes = {"beam": beam, "length_penalty": length_penalty, "batch_size": batch_size}
     search = dataclasses.replace(
         search or cfg.search, nbest=nbest, **{k: v for k, v in changes.items() if v is not None}
     )
-    _check_search(search.beam, search.nbest, search.batch_size, search.length_penalty)
-    return Translator(model, tok, search, dev, precision)
+    _check_search(search.beam, search.nbest, search.batch_size, search.length_penalty, sampling)
+    return Translator(model, tok, search, dev, precision, sampling=sampling, seed=seed)
 
 
-def _check_search(beam: int, nbest: int, batch_size: int, alpha: float) -> None:
+def _check_search(
+    beam: int, nbest: int, batch_size: int, alpha: float, sampling: Sampling | None = None
+) -> None:
     if beam < 1:
-        raise ConfigError(f"--beam must be at least 1, got {beam}")
-    if nbest < 1 or nbest > beam:
-        raise ConfigError(f"--nbest must be between 1 and the beam size ({beam}), got {nbest}")
+        raise UsageError(f"--beam must be at least 1, got {beam}")
+    if sampling is None and (nbest < 1 or nbest > beam):
+        raise UsageError(f"--nbest must be between 1 and the beam size ({beam}), got {nbest}")
+    if nbest < 1:
+        raise UsageError(f"--nbest must be at least 1, got {nbest}")
     if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if alpha < 0:
-        raise ConfigError(f"--length-penalty must not be negative, got {alpha}")
+        raise UsageError(f"--length-penalty must not be negative, got {alpha}")
 
 
-def _read(path: Path | None, errors: str) -> Iterator[str]:
-    """Lines of a file (or stdin), decoded as UTF-8; names file and line on bad bytes."""
-    name = str(path) if path else "<stdin>"
-    if path is not None and not path.is_file():
-        raise ConfigError(f"input file {path} does not exist")
-    raw = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115 (closed below)
+def parse_sampling(text: str | None, temperature: float | None) -> Sampling | None:
+    """``--sample topk:K`` / ``topp:P`` with ``--temperature`` into a :class:`Sampling`."""
+    if text is None:
+        if temperature is not None:
+            raise UsageError("--temperature applies to sampling: give --sample too")
+        return None
+    method, _, value = text.partition(":")
     try:
-        for number, line in enumerate(raw, 1):
-            try:
-                yield line.decode("utf-8", errors=errors)
-            except UnicodeDecodeError:
-                raise ConfigError(
-                    f"{name}, line {number}: not valid UTF-8 (use --errors replace "
-                    "to translate it anyway)"
-                ) from None
-    finally:
-        if path:
-            raw.close()
+        number = float(value)
+    except ValueError:
+        raise UsageError(f"--sample must be topk:K or topp:P, not '{text}'") from None
+    return Sampling(method, number, 1.0 if temperature is None else temperature)
+
+
+def nbest_line(index: int, text: str, hyp: Hypothesis) -> str:
+    """A Moses n-best line: ``index ||| text ||| LogProb= L Length= N ||| score``.
+
+    ``LogProb`` is the sum of the output's token log-probabilities, ``Length`` its length
+    in subwords with the end-of-sentence token, ``score`` the ranking score (LogProb
+    divided by the length penalty). Features are ``Name= value`` pairs, as Moses and
+    Marian write them, so their n-best tools read the lines.
+    """
+    features = f"LogProb= {hyp.log_prob:.4f} Length= {len(hyp.tokens) + 1}"
+    return f"{index} ||| {text} ||| {features} ||| {hyp.score:.4f}"
 
 
 def _write_hyps(translator: Translator, hyps_per_line: Iterable, out: TextIO, nbest: int) -> int:
@@ -85,7 +116,7 @@ def _write_hyps(translator: Translator, hyps_per_line: Iterable, out: TextIO, nb
             out.write(translator.detok(hyps[0]) + "\n")
         else:
             for h in hyps:
-                out.write(f"{i} ||| {translator.detok(h)} ||| {h.score:.4f}\n")
+                out.write(nbest_line(i, translator.detok(h), h) + "\n")
         count += 1
     return count
 
@@ -104,25 +135,25 @@ def run_translate(
     errors: str,
     attention_plot: Path | None = None,
     quantization: str = "none",
+    sampling: Sampling | None = None,
+    seed: int | None = None,
 ) -> None:
-    """Translate a file or stdin; interactive prompt when stdin is a terminal."""
+    """Translate a file or stdin (``-``); interactive prompt when stdin is a terminal."""
     if errors not in ("strict", "replace"):
-        raise ConfigError(f"--errors must be strict or replace, not '{errors}'")
+        raise UsageError(f"--errors must be strict or replace, not '{errors}'")
+    lines = iter_lines(input, errors, BAD_UTF8_ADVICE)
     translator = make_translator(
-        model, beam, nbest, length_penalty, batch_size, precision, device, quantization
-    )
+        model, beam, nbest, length_penalty, batch_size, precision, device, quantization,
+        sampling, seed,
+    )  # fmt: skip
     if attention_plot is not None:
-        return _translate_with_attention(translator, _read(input, errors), output, attention_plot)
-    if input is None and sys.stdin.isatty():
+        return _translate_with_attention(translator, lines, output, attention_plot)
+    if is_stdio(input) and sys.stdin.isatty():
         return _interactive(translator)
-    lines = _with_progress(_read(input, errors), input)
-    if output is None:
-        count = _write_hyps(translator, translator.translate_stream(lines), sys.stdout, nbest)
-    else:
-        tmp = output.with_name(output.name + ".part")
-        with open(tmp, "w", encoding="utf-8") as f:
-            count = _write_hyps(translator, translator.translate_stream(lines), f, nbest)
-        tmp.replace(output)
+    log.info("translating %s", display_name(input))
+    with open_output(output) as out:
+        hyps = translator.translate_stream(_with_progress(lines, input))
+        count = _write_hyps(translator, hyps, out, nbest)
     log.info("translated %d lines", count)
 
 
@@ -132,36 +163,34 @@ def _translate_with_attention(
     """Greedy-translate the one input sentence and save its attention heatmap to ``png``."""
     from nmt.plots import plot_attention
 
-    if translator.search.nbest > 1:
-        raise ConfigError("--attention-plot translates greedily: --nbest must be 1")
+    if translator.search.nbest > 1 or translator.sampling is not None:
+        raise UsageError("--attention-plot translates greedily: no --nbest or --sample")
     sentences = [line.strip() for line in lines if line.strip()]
     if len(sentences) != 1:
-        raise ConfigError(
+        raise UsageError(
             f"--attention-plot needs exactly one input sentence, got {len(sentences)} "
             "non-empty lines"
         )
     amap = translator.attention(sentences[0])
     plot_attention(amap.weights, amap.src_pieces, amap.tgt_pieces, png, "attention (greedy search)")
-    if output is None:
-        print(amap.translation, flush=True)
-    else:
-        output.write_text(amap.translation + "\n", encoding="utf-8")
+    with open_output(output) as out:
+        out.write(amap.translation + "\n")
     log.info("wrote the attention heatmap to %s (greedy search)", png)
 
 
 def _with_progress(lines: Iterator[str], path: Path | None) -> Iterator[str]:
-    """Progress over input lines (visible on a terminal only)."""
+    """Progress over input lines (visible on a terminal only, hidden by ``--quiet``)."""
     total = None
-    if path is not None and path.stat().st_size < 200_000_000:
-        with open(path, "rb") as f:
-            total = sum(1 for _ in f)
+    if not is_stdio(path) and Path(path).stat().st_size < 200_000_000:
+        total = count_lines(path)
     cols = (
         TextColumn("[bold]translate[/]"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*cols, console=console, transient=True) as progress:
+    hidden = progress_hidden() or not console.is_terminal  # off a terminal it drew a blank line
+    with Progress(*cols, console=console, transient=True, disable=hidden) as progress:
         task = progress.add_task("translate", total=total)
         for line in lines:
             yield line
@@ -181,8 +210,19 @@ def _interactive(translator: Translator) -> None:
             print(translator.detok(h), flush=True)
 
 
-def translate_file(
-    model: Path | list[Path], src: Path, beam: int | None = None, device: str = "auto"
+def translate_all(
+    model: Path | list[Path],
+    lines: Iterable[str],
+    *,
+    beam: int | None = None,
+    length_penalty: float | None = None,
+    batch_size: int | None = None,
+    precision: str = "fp32",
+    device: str = "auto",
+    quantization: str = "none",
 ) -> list[str]:
-    translator = make_translator(model, beam, device=device)
-    return [translator.detok(h[0]) for h in translator.translate_stream(_read(src, "strict"))]
+    """The best translation of every line (``nmt evaluate MODEL --src``)."""
+    translator = make_translator(
+        model, beam, 1, length_penalty, batch_size, precision, device, quantization
+    )
+    return [translator.detok(h[0]) for h in translator.translate_stream(lines)]
