@@ -210,17 +210,17 @@ def test_quiet_and_log_level(ckpt: Path, src_file: Path) -> None:
     args = ["translate", str(ckpt), "-i", str(src_file)]
     loud = runner.invoke(app, args)
     assert loud.exit_code == 0 and "translated 3 lines" in loud.stderr
-    for options in (["--quiet"], ["-q"], ["--log-level", "warning"]):
+    for options in (["-q"], ["--log-level", "warning"]):
         result = runner.invoke(app, [*options, *args])
         assert result.exit_code == 0 and result.stderr == "", (options, result.stderr)
         assert result.stdout == loud.stdout
         # the "nmt" logger still passes INFO, for the run's own log file (train.log)
         assert logging.getLogger("nmt").getEffectiveLevel() == logging.INFO
-    debug = runner.invoke(app, ["--log-level", "debug", *args])
+    spm = ["tokenize", "encode", "--model", str(FIXTURES / "spm.tiny.model")]
+    debug = runner.invoke(app, ["--log-level", "debug", "--quiet", *spm], input="")
     assert debug.exit_code == 0 and logging.getLogger("nmt").getEffectiveLevel() == logging.DEBUG
-    bad = runner.invoke(app, ["--log-level", "loud", *args])
-    assert bad.exit_code == 2
-    assert runner.invoke(app, args).exit_code == 0  # back to the defaults for later tests
+    assert runner.invoke(app, ["--log-level", "loud", *spm], input="").exit_code == 2
+    assert runner.invoke(app, spm, input="").exit_code == 0  # back to the defaults
 
 
 # --- nmt evaluate MODEL --src takes translate's options ------------------------------------------
