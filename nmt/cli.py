@@ -1,34 +1,22 @@
 """The ``nmt`` command line: a thin Typer layer over the library modules.
 
-Every command turns the errors a user can meet into one line on stderr (``NMT_DEBUG=1``
-shows the traceback instead) and an exit status a script can act on:
-
-- 0: success;
-- 1: a runtime failure: the command started and then failed (a loss that stays NaN, a
-  full disk);
-- 2: a usage or config error: fix the command line, the config or the input and rerun;
-- 130: interrupted (Ctrl-C, SIGINT);
-- 141: the reader of standard output went away (``nmt translate ... | head -1``): the
-  command stops quietly, with the status a shell gives a process that SIGPIPE ends.
+Every command runs through :func:`nmt.command.friendly_errors`: one-line errors and
+exit statuses (0 success, 1 runtime failure, 2 usage error, 130 Ctrl-C, 141 broken pipe).
 """
 
 from __future__ import annotations
 
 import enum
-import functools
 import json
 import logging
-import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.logging import RichHandler
 
-from nmt.errors import NmtError, UsageError, exit_code
-from nmt.progress import console, hide_progress
+from nmt.command import friendly_errors, set_console_level
+from nmt.errors import UsageError
+from nmt.progress import hide_progress
 
 app = typer.Typer(
     help="Neural machine translation: data, tokenizers, training, translation, evaluation.",
@@ -41,54 +29,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(tok_app, name="tokenize")
 log = logging.getLogger("nmt")
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Everything reported as one line: nmt's own errors and the OS's (missing file, full disk)."""
-    return (NmtError, OSError, UnicodeDecodeError)
-
-
-def friendly_errors(fn: Callable) -> Callable:
-    """Report errors as ``error: ...`` with their exit status (see the module docstring)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _setup_logging()
-        try:
-            result = fn(*args, **kwargs)
-            sys.stdout.flush()  # a reader that went away shows up here, not at exit
-            return result
-        except BrokenPipeError:
-            _silence_stdout()
-            raise typer.Exit(EXIT_BROKEN_PIPE) from None
-        except _user_errors() as e:
-            if os.environ.get("NMT_DEBUG"):
-                raise
-            msg = (
-                str(e)
-                if not isinstance(e, OSError) or not e.filename
-                else f"{e.filename}: {e.strerror or e}"
-            )
-            typer.echo(f"error: {msg}", err=True)
-            raise typer.Exit(exit_code(e)) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-
-    return wrapper
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so that Python's final flush of what is still buffered
-    cannot fail again (the Python docs' recipe for SIGPIPE)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout without a file descriptor (tests)
-        pass
-
 
 # --- global options ------------------------------------------------------------------------------
 class LogLevel(str, enum.Enum):
@@ -96,21 +36,6 @@ class LogLevel(str, enum.Enum):
     info = "info"
     warning = "warning"
     error = "error"
-
-
-_console_level = logging.INFO  # set by the global options
-
-
-def _setup_logging() -> None:
-    """Log records of the "nmt" logger to the terminal at the chosen level; the logger
-    itself passes INFO at least, so a run's train.log is complete whatever the terminal shows."""
-    root = logging.getLogger("nmt")
-    handler = next((h for h in root.handlers if isinstance(h, RichHandler)), None)
-    if handler is None:
-        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
-        root.addHandler(handler)
-    handler.setLevel(_console_level)
-    root.setLevel(min(_console_level, logging.INFO))
 
 
 def _package_version() -> str:
@@ -145,9 +70,8 @@ def global_options(
     ] = None,
 ) -> None:
     """Neural machine translation: data, tokenizers, training, translation, evaluation."""
-    global _console_level
     chosen = log_level.value if log_level else ("warning" if quiet else "info")
-    _console_level = getattr(logging, chosen.upper())
+    set_console_level(getattr(logging, chosen.upper()))
     hide_progress(quiet)
 
 
@@ -358,17 +282,6 @@ def translate(
     )
 
 
-def _one_stdin(**paths: Path | None) -> None:
-    """Refuse ``-`` (stdin) for more than one input: stdin can be read once."""
-    from nmt.textio import STDIO
-
-    dashes = [
-        f"--{name}" for name, path in paths.items() if path is not None and str(path) == STDIO
-    ]
-    if len(dashes) > 1:
-        raise UsageError(f"only one input can be stdin (-), got {' and '.join(dashes)}")
-
-
 @app.command()
 @friendly_errors
 def evaluate(
@@ -390,33 +303,21 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Score hypotheses with sacreBLEU (BLEU, lowercased BLEU, chrF, TER, signatures)."""
-    from nmt.evaluate import check_aligned, format_scores, score
-    from nmt.textio import read_lines
+    from nmt.evaluate import format_scores
+    from nmt.translate_cli import evaluate_files
 
-    if ref is None:
-        raise UsageError("--ref is required")
-    if (hyp is None) == (not model or src is None):
-        raise UsageError("give either --hyp, or MODEL with --src")
-    _one_stdin(hyp=hyp, ref=ref, src=src)
-    refs = read_lines(ref)
-    if hyp is not None:
-        hyps, names = read_lines(hyp), (str(hyp), str(ref))
-    else:
-        from nmt.translate_cli import translate_all
-
-        sources, names = read_lines(src), (str(src), str(ref))
-        check_aligned(len(sources), len(refs), names)  # before translating, not after
-        hyps = translate_all(
-            model,
-            sources,
-            beam=beam,
-            length_penalty=length_penalty,
-            batch_size=batch_size,
-            precision=precision,
-            device=device,
-            quantization=quantize,
-        )
-    scores = score(hyps, refs, names)
+    scores = evaluate_files(
+        model or [],
+        hyp,
+        ref,
+        src,
+        beam=beam,
+        length_penalty=length_penalty,
+        batch_size=batch_size,
+        precision=precision,
+        device=device,
+        quantization=quantize,
+    )
     typer.echo(json.dumps(scores, indent=2) if as_json else format_scores(scores))
 
 
@@ -453,11 +354,6 @@ def score_pairs(
     """
     from nmt.scoring import run_score
 
-    if (src is None) != (tgt is None):
-        raise UsageError("give --src and --tgt together (or source<TAB>target lines on stdin)")
-    if src is not None and input is not None:
-        raise UsageError("give either --src and --tgt, or -i with source<TAB>target lines")
-    _one_stdin(src=src, tgt=tgt)
     run_score(
         model,
         src,

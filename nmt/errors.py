@@ -32,6 +32,17 @@ class RuntimeFailure(NmtError, RuntimeError):
     exit_code = 1
 
 
+class Interrupted(Exception):
+    """A command stopped by a signal after it put its work in a safe state (training:
+    its resumable checkpoint written). Not an error: the message says how to go on, and
+    the exit status is the shell's for a signal, 128 + its number (130 SIGINT, 143 SIGTERM),
+    so ``nmt train ... && nmt evaluate ...`` does not go on with half a run."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+
+
 # OS errors about the paths a user named: fix the command line (exit 2). Every other OS
 # error (a full disk, an I/O error, no memory) happened to a command that was fine (exit 1).
 _USAGE_ERRNOS = {
@@ -54,7 +65,7 @@ def exit_code(error: BaseException) -> int:
     path the user gave (missing, a folder, not permitted), a runtime failure otherwise
     (``ENOSPC``: a full disk); text that is not UTF-8 is bad input (2).
     """
-    if isinstance(error, NmtError):
+    if isinstance(error, (NmtError, Interrupted)):
         return error.exit_code
     if isinstance(error, OSError):
         return UsageError.exit_code if error.errno in _USAGE_ERRNOS else RuntimeFailure.exit_code

@@ -33,6 +33,7 @@ from nmt.textio import (
     display_name,
     is_stdio,
     iter_lines,
+    one_stdin,
     open_output,
     strip_cr,
 )
@@ -177,6 +178,11 @@ def run_score(
     """``nmt score``: pairs from ``src``/``tgt`` or from TSV lines, scores to ``output``."""
     from nmt.translate_cli import load_for_inference
 
+    if (src is None) != (tgt is None):
+        raise UsageError("give --src and --tgt together (or source<TAB>target lines on stdin)")
+    if src is not None and tsv is not None:
+        raise UsageError("give either --src and --tgt, or -i with source<TAB>target lines")
+    one_stdin(src=src, tgt=tgt)
     pairs = parallel_pairs(src, tgt) if src is not None else tsv_pairs(tsv)
     net, tok, cfg, dev = load_for_inference(model, device, precision, quantization)
     size = batch_size if batch_size is not None else cfg.search.batch_size

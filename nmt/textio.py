@@ -34,6 +34,13 @@ def is_stdio(path: str | Path | None) -> bool:
     return path is None or str(path) == STDIO
 
 
+def one_stdin(**paths: str | Path | None) -> None:
+    """Refuse ``-`` for more than one of the named inputs: stdin can be read once."""
+    dashes = [f"--{name}" for name, path in paths.items() if path is not None and is_stdio(path)]
+    if len(dashes) > 1:
+        raise UsageError(f"only one input can be stdin (-), got {' and '.join(dashes)}")
+
+
 def display_name(path: str | Path | None) -> str:
     return "<stdin>" if is_stdio(path) else str(path)
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,7 +21,15 @@ from nmt.precision import check_precision
 from nmt.progress import console, progress_hidden
 from nmt.quantize import quantize
 from nmt.search import Hypothesis, Sampling
-from nmt.textio import count_lines, display_name, is_stdio, iter_lines, open_output
+from nmt.textio import (
+    count_lines,
+    display_name,
+    is_stdio,
+    iter_lines,
+    one_stdin,
+    open_output,
+    read_lines,
+)
 from nmt.tokenizer import Tokenizer
 from nmt.translate import Translator
 
@@ -210,19 +218,27 @@ def _interactive(translator: Translator) -> None:
             print(translator.detok(h), flush=True)
 
 
-def translate_all(
-    model: Path | list[Path],
-    lines: Iterable[str],
-    *,
-    beam: int | None = None,
-    length_penalty: float | None = None,
-    batch_size: int | None = None,
-    precision: str = "fp32",
-    device: str = "auto",
-    quantization: str = "none",
-) -> list[str]:
-    """The best translation of every line (``nmt evaluate MODEL --src``)."""
-    translator = make_translator(
-        model, beam, 1, length_penalty, batch_size, precision, device, quantization
-    )
-    return [translator.detok(h[0]) for h in translator.translate_stream(lines)]
+def evaluate_files(
+    model: list[Path],
+    hyp: Path | None,
+    ref: Path | None,
+    src: Path | None,
+    **options: Any,
+) -> dict:
+    """``nmt evaluate``: score ``hyp``, or ``model``'s translation of ``src`` (``options``:
+    those of :func:`make_translator`), against ``ref``; ``-`` is stdin for one of them."""
+    from nmt.evaluate import check_aligned, score
+
+    if ref is None:
+        raise UsageError("--ref is required")
+    if (hyp is None) == (not model or src is None):
+        raise UsageError("give either --hyp, or MODEL with --src")
+    one_stdin(hyp=hyp, ref=ref, src=src)
+    refs = read_lines(ref)
+    if hyp is not None:
+        return score(read_lines(hyp), refs, (str(hyp), str(ref)))
+    sources, names = read_lines(src), (str(src), str(ref))
+    check_aligned(len(sources), len(refs), names)  # before translating, not after
+    translator = make_translator(model, **options)
+    hyps = [translator.detok(h[0]) for h in translator.translate_stream(sources)]
+    return score(hyps, refs, names)

@@ -12,9 +12,9 @@ from nmt.batching import encode_corpus, epoch_batches, make_batch
 from nmt.checkpoint import save_checkpoint
 from nmt.cli import app
 from nmt.ensemble import Ensemble
-from nmt.loss import smoothed_cross_entropy
 from nmt.scoring import Scorer, format_score
 from nmt.textio import read_parallel
+from nmt.training.loss import smoothed_cross_entropy
 from tests.conftest import BACKBONES, FIXTURES, tiny_config, tiny_model
 
 runner = CliRunner()

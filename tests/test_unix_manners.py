@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from nmt.checkpoint import save_checkpoint
 from nmt.cli import app
-from nmt.errors import RuntimeFailure, UsageError, exit_code
+from nmt.errors import Interrupted, RuntimeFailure, UsageError, exit_code
 from nmt.search import length_penalty
 from tests.conftest import FIXTURES, REPO, tiny_config, tiny_model
 
@@ -82,6 +82,19 @@ def test_runtime_failures_exit_1(ckpt: Path, src_file: Path, tmp_path: Path, mon
     assert "No space left on device" in result.output and "Traceback" not in result.output
     assert out.read_text(encoding="utf-8") == "the previous output\n"  # never half-written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.en", "src.de"]
+
+
+def test_a_safe_stop_by_signal_exits_128_plus_the_signal(ckpt: Path, monkeypatch) -> None:
+    """What training raises after writing its checkpoint on SIGTERM: status 143, no 'error:'."""
+
+    def stopped(*args, **kwargs):
+        raise Interrupted(signal.SIGTERM, "stopped; go on with: nmt train --resume RUN")
+
+    monkeypatch.setattr("nmt.translate_cli.run_translate", stopped)
+    result = runner.invoke(app, ["translate", str(ckpt)], input="")
+    assert result.exit_code == 143 and exit_code(Interrupted(signal.SIGINT, "")) == 130
+    assert "stopped; go on with: nmt train --resume RUN" in result.stderr
+    assert "error" not in result.stderr
 
 
 def test_usage_errors_exit_2(ckpt: Path, tmp_path: Path) -> None:
