@@ -170,23 +170,37 @@ def train(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Fine-tune: start from this run's best checkpoint (or this file)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Delete the run already in --out and start over.")
+    ] = False,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides train.device).")
     ] = None,
 ) -> None:
     """Train a model; writes config, tokenizer, checkpoints, metrics and log to the run dir.
 
+    Exits 130 (SIGINT) or 143 (SIGTERM) after an interrupt, with a resumable checkpoint.
     Several processes: ``torchrun --nproc-per-node N -m nmt train CONFIG`` (see README).
     """
     from nmt.rundir import RunDir
     from nmt.training import train_from_config
 
-    if config is None and resume is None:
-        raise UsageError("give a CONFIG to start a run, or --resume RUN_DIR")
+    if config is None and resume is None and init is None:
+        raise UsageError("give a CONFIG to start a run, --init RUN_OR_CKPT, or --resume RUN_DIR")
+    if resume is not None and (config is not None or init is not None or overwrite):
+        raise UsageError(
+            "--resume continues a run with its own config: drop CONFIG, --init and --overwrite"
+        )
     if resume is not None and not RunDir(resume).is_resumable():
         raise UsageError(f"{resume} has no last.safetensors and last.state.pt to resume from")
     overrides = (set_ or []) + ([f"train.device={device}"] if device else [])
-    train_from_config(config, overrides, out, resume)
+    outcome = train_from_config(config, overrides, out, resume, init=init, overwrite=overwrite)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
 
 # --- translate -------------------------------------------------------------------------------
@@ -320,10 +334,14 @@ def compare(
         typer.echo(f"wrote {write_report(out)}")
         return
     from nmt.compare import run_compare
+    from nmt.training.stopping import TrainingInterrupted
 
     if not configs:
         raise UsageError("give at least one config to compare")
-    report = run_compare(configs, out, budget_minutes, test or None, set_ or [])
+    try:
+        report = run_compare(configs, out, budget_minutes, test or None, set_ or [])
+    except TrainingInterrupted as stop:  # checkpoint written; the same command resumes
+        raise typer.Exit(stop.exit_code) from None
     typer.echo(f"wrote {report}")
 
 

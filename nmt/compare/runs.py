@@ -18,6 +18,7 @@ from nmt.config import Config, ConfigError, load_config, to_dict
 from nmt.device import describe_device
 from nmt.rundir import RunDir, step_number
 from nmt.training import run_training
+from nmt.training.stopping import TrainingInterrupted
 
 log = logging.getLogger("nmt.compare")
 
@@ -76,9 +77,10 @@ def ensure_trained(spec: RunSpec) -> dict:
         log.info("%s: resuming the unfinished run in %s", spec.name, spec.run_dir)
         _warn_if_changed(spec)
     outcome = run_training(spec.cfg, spec.run_dir, resume=resume)
-    if outcome.stop_reason == "interrupted":
-        log.warning("interrupted: run the same `nmt compare` command again to resume")
-        raise KeyboardInterrupt
+    if outcome.interrupted:
+        message = "interrupted: run the same `nmt compare` command again to resume"
+        log.warning("%s", message)
+        raise TrainingInterrupted(message, outcome.signal)
     done = {
         "backbone": spec.cfg.model.type,
         "parameters": outcome.parameters,

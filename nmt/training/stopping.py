@@ -9,6 +9,7 @@ import time
 from contextlib import AbstractContextManager
 
 from nmt.config import TrainConfig
+from nmt.errors import NmtError
 from nmt.training.state import TrainState
 
 log = logging.getLogger("nmt.training")
@@ -30,6 +31,24 @@ def first_stop(t: TrainConfig, s: TrainState, minutes: float, interrupted: bool)
         t.patience > 0 and s.bad_validations >= t.patience,
     ]
     return next((i for i, hit in enumerate(checks) if hit), len(STOP_REASONS))
+
+
+def interrupt_exit_code(signum: int | None) -> int:
+    """The shell's status for a process ended by a signal, 128 + its number (130 after
+    SIGINT, 143 after SIGTERM): a checkpoint was written, but the run did not finish, so
+    ``nmt train ... && nmt evaluate ...`` must not go on. A process that stopped because
+    another one of a distributed run was signalled reports SIGINT's status."""
+    return 128 + (signum if signum is not None else signal.SIGINT)
+
+
+class TrainingInterrupted(NmtError):
+    """A run stopped on SIGINT/SIGTERM after writing its resumable checkpoint (``nmt
+    compare`` raises it to stop before the next run); its exit status is 128 + signal."""
+
+    def __init__(self, message: str, signum: int | None) -> None:
+        super().__init__(message)
+        self.signal = signum
+        self.exit_code = interrupt_exit_code(signum)
 
 
 class StopOnSignal(AbstractContextManager):
