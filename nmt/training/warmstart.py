@@ -93,7 +93,9 @@ def adopt_parent(cfg: Config, parent: WarmStart, run: RunDir) -> Config:
         if getattr(cfg.tokenizer, k) != getattr(parent.cfg.tokenizer, k)
     ]
     if ignored:
-        log.warning("--init: the config's %s differ from the checkpoint's: ignored", ignored)
+        log.warning(
+            "--init: ignoring the config's %s (the checkpoint's differ)", ", ".join(ignored)
+        )
     vocabulary = {k: getattr(parent.cfg.tokenizer, k) for k in _VOCABULARY}
     tokenizer = dataclasses.replace(cfg.tokenizer, model=str(run.tokenizer_prefix), **vocabulary)
     return dataclasses.replace(cfg, tokenizer=tokenizer)
