@@ -146,3 +146,9 @@ def test_init_refuses_to_write_into_the_parents_directory(parent: Path) -> None:
     assert result.exit_code == 2
     assert "holds the checkpoint that --init starts from" in " ".join(result.output.split())
     assert _hashes(parent) == before
+
+
+def test_init_and_resume_do_not_combine(parent: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--init", str(parent), "--resume", str(parent)])
+    assert result.exit_code == 2
+    assert "--resume continues a run with its own config" in " ".join(result.output.split())
