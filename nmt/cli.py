@@ -10,10 +10,11 @@ import enum
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from nmt.cli_data import InputFile, OutputFile, data_app, tok_app
 from nmt.command import friendly_errors, set_console_level
 from nmt.errors import UsageError
 from nmt.progress import hide_progress
@@ -23,8 +24,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Download and prepare data sets.", no_args_is_help=True)
-tok_app = typer.Typer(help="Train and apply SentencePiece tokenizers.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(tok_app, name="tokenize")
 log = logging.getLogger("nmt")
@@ -75,106 +74,6 @@ def global_options(
     hide_progress(quiet)
 
 
-# --- data ----------------------------------------------------------------------------------------
-@data_app.command("multi30k")
-@friendly_errors
-def data_multi30k(
-    out: Annotated[Path, typer.Option(help="Folder to write <split>.<lang> text files to.")] = Path(
-        "data/multi30k"
-    ),
-    langs: Annotated[list[str], typer.Option("--langs", help="Languages (de en fr cs).")] = None,
-    more_langs: Annotated[list[str], typer.Argument(hidden=True)] = None,
-    mirror: Annotated[
-        Path | None,
-        typer.Option(help="Local mirror folder of the raw .gz files (or set NMT_MULTI30K_MIRROR)."),
-    ] = None,
-) -> None:
-    """Fetch Multi30k (task 1, raw) from its public repository or a local mirror."""
-    from nmt.data.multi30k import fetch_multi30k
-
-    chosen = tuple((langs or ["de", "en"]) + (more_langs or []))
-    files = fetch_multi30k(out, chosen, mirror)
-    typer.echo(f"{len(files)} files in {out}")
-
-
-# --- tokenize ------------------------------------------------------------------------------------
-@tok_app.command("train")
-@friendly_errors
-def tokenize_train(
-    inputs: Annotated[list[Path], typer.Argument(help="Text files to learn subwords from.")],
-    prefix: Annotated[Path, typer.Option(help="Output prefix (writes PREFIX.model).")],
-    vocab_size: Annotated[int, typer.Option(min=10)] = 8000,
-    model_type: Annotated[str, typer.Option("--type", help="bpe or unigram.")] = "bpe",
-) -> None:
-    """Train one SentencePiece model on INPUTS (one model for all of them: joint)."""
-    from nmt.tokenizer import train_sentencepiece
-
-    if model_type not in ("bpe", "unigram"):
-        raise UsageError(f"--type must be bpe or unigram, not '{model_type}'")
-    for p in inputs:
-        if not p.is_file():
-            raise UsageError(f"input file {p} does not exist")
-    path = train_sentencepiece(list(inputs), prefix, vocab_size, model_type)
-    typer.echo(f"wrote {path}")
-
-
-def _spm(model: Path) -> Any:
-    from nmt.tokenizer import Tokenizer
-
-    if not model.is_file():
-        raise UsageError(f"tokenizer model {model} does not exist")
-    return Tokenizer(model.read_bytes()).src
-
-
-InputFile = Annotated[Path | None, typer.Option("-i", "--input", help="Default or -: stdin.")]
-OutputFile = Annotated[Path | None, typer.Option("-o", "--output", help="Default or -: stdout.")]
-
-
-@tok_app.command("encode")
-@friendly_errors
-def tokenize_encode(
-    model: Annotated[Path, typer.Option(help="SentencePiece .model file.")],
-    input: InputFile = None,
-    output: OutputFile = None,
-    ids: Annotated[bool, typer.Option(help="Write ids instead of pieces.")] = False,
-) -> None:
-    """Split text into subword pieces (or ids), one line per line."""
-    from nmt.textio import iter_lines, open_output, strip_cr
-
-    sp = _spm(model)
-    lines = iter_lines(input)
-    with open_output(output) as out:
-        for line in lines:
-            pieces = sp.encode(strip_cr(line), out_type=int if ids else str)
-            out.write(" ".join(map(str, pieces)) + "\n")
-
-
-@tok_app.command("decode")
-@friendly_errors
-def tokenize_decode(
-    model: Annotated[Path, typer.Option(help="SentencePiece .model file.")],
-    input: InputFile = None,
-    output: OutputFile = None,
-    ids: Annotated[bool, typer.Option(help="Input holds ids instead of pieces.")] = False,
-) -> None:
-    """Join subword pieces (or ids) back into text."""
-    from nmt.textio import iter_lines, open_output
-
-    sp = _spm(model)
-    lines = iter_lines(input)
-    with open_output(output) as out:
-        for number, line in enumerate(lines, 1):
-            parts = line.split()
-            if ids:
-                try:
-                    parts = [int(p) for p in parts]
-                except ValueError as e:
-                    raise UsageError(
-                        f"line {number}: --ids input must hold integers: {e}"
-                    ) from None
-            out.write(sp.decode(parts) + "\n")
-
-
 # --- train ---------------------------------------------------------------------------------------
 @app.command()
 @friendly_errors
@@ -185,23 +84,37 @@ def train(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Fine-tune: start from this run's best checkpoint (or this file)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Delete the run already in --out and start over.")
+    ] = False,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides train.device).")
     ] = None,
 ) -> None:
     """Train a model; writes config, tokenizer, checkpoints, metrics and log to the run dir.
 
+    Exits 130 (SIGINT) or 143 (SIGTERM) after an interrupt, with a resumable checkpoint.
     Several processes: ``torchrun --nproc-per-node N -m nmt train CONFIG`` (see README).
     """
     from nmt.rundir import RunDir
     from nmt.training import train_from_config
 
-    if config is None and resume is None:
-        raise UsageError("give a CONFIG to start a run, or --resume RUN_DIR")
+    if config is None and resume is None and init is None:
+        raise UsageError("give a CONFIG to start a run, --init RUN_OR_CKPT, or --resume RUN_DIR")
+    if resume is not None and (config is not None or init is not None or overwrite):
+        raise UsageError(
+            "--resume continues a run with its own config: drop CONFIG, --init and --overwrite"
+        )
     if resume is not None and not RunDir(resume).is_resumable():
         raise UsageError(f"{resume} has no last.safetensors and last.state.pt to resume from")
     overrides = (set_ or []) + ([f"train.device={device}"] if device else [])
-    train_from_config(config, overrides, out, resume)
+    outcome = train_from_config(config, overrides, out, resume, init=init, overwrite=overwrite)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
 
 # --- translate, evaluate, score: the options they share ------------------------------------------

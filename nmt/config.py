@@ -46,6 +46,11 @@ class TokenizerConfig:
     vocab_size: int = 8000
     joint: bool = True  # one vocabulary for both languages (needed for tied src/tgt embeddings)
     character_coverage: float = 1.0
+    # Subword regularization (Kudo 2018; BPE-dropout, Provilkov et al. 2020): > 0 re-samples
+    # the segmentation of the training pairs every epoch (validation and test never).
+    # unigram: alpha smooths the sampling distribution; bpe: alpha is the merge-dropout rate.
+    sample_alpha: float = 0.0
+    nbest_size: int = -1  # unigram: sample among the n best segmentations; -1 = all of them
 
 
 @dataclass
@@ -127,6 +132,7 @@ class TrainConfig:
     valid_max_sentences: int = 0  # 0 = the whole validation set
     patience: int = 0  # early stopping: validations without BLEU gain; 0 = off
     log_every: int = 50
+    tensorboard: str = "auto"  # TensorBoard event files in RUN_DIR/tensorboard: auto | true | false
 
 
 @dataclass
@@ -165,6 +171,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adam", "adamw"),
     "train.schedule": ("noam", "budget", "plateau", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
+    "train.tensorboard": ("auto", "true", "false"),
 }
 
 
@@ -237,8 +244,14 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return obj
 
 
+# String keys whose choices are auto | true | false: a YAML boolean means its text.
+AUTO_SWITCHES = ("train.tensorboard",)
+
+
 def _coerce(hint: Any, value: Any, path: str) -> Any:
     """Check ``value`` against the type hint ``hint``; convert where it is lossless."""
+    if path in AUTO_SWITCHES and isinstance(value, bool):
+        return "true" if value else "false"
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path)
     origin = typing.get_origin(hint)
@@ -280,6 +293,7 @@ POSITIVE = (
 NON_NEGATIVE = (
     "train.max_steps train.max_epochs train.max_minutes train.lr train.warmup_steps "
     "train.clip_norm train.patience train.threads train.keep_checkpoints train.average_last "
+    "tokenizer.sample_alpha "
     "search.length_penalty search.max_len_a search.max_len_b"
 ).split()
 PROBABILITIES = (
@@ -333,8 +347,21 @@ def _check_consistency(cfg: Config) -> None:
             f"train.average_last ({tr.average_last}) exceeds train.keep_checkpoints "
             f"({tr.keep_checkpoints}): only kept checkpoints can be averaged"
         )
+    _check_sampling(cfg.tokenizer)
     if cfg.model.type == "transformer" and t.tie_embeddings and not cfg.tokenizer.joint:
         raise ConfigError("model.transformer.tie_embeddings needs tokenizer.joint: true")
+
+
+def _check_sampling(t: TokenizerConfig) -> None:
+    if t.nbest_size != -1 and t.nbest_size < 2:
+        raise ConfigError(
+            f"tokenizer.nbest_size must be -1 (all) or at least 2, got {t.nbest_size}"
+        )
+    if t.type == "bpe" and t.sample_alpha >= 1.0:
+        raise ConfigError(
+            f"tokenizer.sample_alpha is the BPE merge-dropout rate: it must be below 1, "
+            f"got {t.sample_alpha}"
+        )
 
 
 def _check_device(t: TrainConfig) -> None:

@@ -8,6 +8,8 @@
     RUN/ckpt/step_<N>.safetensors   the newest ``train.keep_checkpoints`` validated steps
     RUN/metrics.jsonl           one JSON object per log line and per validation
     RUN/train.log               the log
+    RUN/tensorboard/            TensorBoard event files mirroring metrics.jsonl
+    RUN/parent.json             ``nmt train --init``: the checkpoint the run started from
     RUN/done.json               ``nmt compare``: training finished (not interrupted)
     RUN/evaluation.json         ``nmt compare``: cached test scores and speed
     RUN/test/                   ``nmt compare``: the scored test translations
@@ -19,6 +21,7 @@ so they agree on what each file is called and on what "resumable" means.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +54,8 @@ class RunDir:
     evaluation = property(lambda self: self.path / "evaluation.json")
     test_dir = property(lambda self: self.path / "test")
     step_dir = property(lambda self: self.path / "ckpt")
+    tensorboard = property(lambda self: self.path / "tensorboard")
+    parent = property(lambda self: self.path / "parent.json")
 
     def step_checkpoint(self, step: int) -> Path:
         return self.step_dir / f"step_{step}.safetensors"
@@ -69,6 +74,41 @@ class RunDir:
     def is_finished(self) -> bool:
         """``nmt compare`` marked the run as trained to its end."""
         return self.done.is_file()
+
+    def run_files(self) -> list[Path]:
+        """The files and folders of a run that are there (what ``--overwrite`` deletes)."""
+        names = [
+            self.config,
+            self.best,
+            self.last,
+            self.train_state,
+            self.metrics,
+            self.log,
+            self.done,
+            self.evaluation,
+            self.parent,
+            self.step_dir,
+            self.tensorboard,
+            self.test_dir,
+        ]
+        names += sorted(self.path.glob(self.tokenizer_prefix.name + "*.model"))
+        names += sorted(self.path.glob(".*.tmp"))  # left by a write that was killed
+        return [p for p in names if p.exists()]
+
+    def holds_run(self) -> bool:
+        """A run has been started here: its config, metrics or checkpoints are there."""
+        marks = (self.config, self.metrics, self.last, self.best, self.train_state)
+        return any(p.exists() for p in marks) or bool(self.step_checkpoints())
+
+    def clear(self) -> list[Path]:
+        """Delete the run's files (other files in the folder stay); return what was deleted."""
+        found = self.run_files()
+        for p in found:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        return found
 
     def model_file(self) -> Path | None:
         """The checkpoint that stands for the run: best, else last (before any validation)."""

@@ -129,6 +129,16 @@ def test_plots_are_png_files(compared: Path) -> None:
     assert not (compared / "attention_lstm.png").exists()
 
 
+def test_compare_out_is_one_tensorboard_log_dir(compared: Path) -> None:
+    """``tensorboard --logdir OUT`` shows every run of the comparison side by side."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    runs = EventMultiplexer().AddRunsFromDirectory(str(compared)).Reload().Runs()
+    assert sorted(runs) == [f"{b}/tensorboard" for b in sorted(BACKBONES)]
+    for name in runs:
+        assert "valid/bleu" in runs[name]["scalars"]
+
+
 def checkpoint_times(out: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in sorted(out.glob("*/*.safetensors"))}
 

@@ -39,7 +39,7 @@ def test_resume_gives_the_same_losses(tmp_path: Path) -> None:
     ]
     train_from_config(TINY, sets + ["train.max_steps=8"], tmp_path / "straight")
     train_from_config(TINY, sets + ["train.max_steps=4"], tmp_path / "split")
-    state = train_from_config(None, ["train.max_steps=8"], None, resume=tmp_path / "split")
+    state = train_from_config(None, ["train.max_steps=8"], None, resume=tmp_path / "split").state
     assert state.step == 8 and state.epoch >= 1
     straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
     assert sorted(split) == list(range(1, 9))
@@ -47,13 +47,15 @@ def test_resume_gives_the_same_losses(tmp_path: Path) -> None:
         assert abs(straight[step] - split[step]) <= 1e-6, step
 
 
-def _start_training(run: Path, valid_every: int = 100000) -> subprocess.Popen:
+def _start_training(
+    run: Path, valid_every: int = 100000, command: tuple[str, ...] = ("train",)
+) -> subprocess.Popen:
     sets = PATHS + [
         "train.max_steps=100000",
         "train.log_every=1",
         f"train.valid_every={valid_every}",
     ]
-    cmd = [sys.executable, "-m", "nmt", "train", str(TINY), "--out", str(run)]
+    cmd = [sys.executable, "-m", "nmt", *command, str(TINY), "--out", str(run)]
     cmd += [arg for s in sets for arg in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
@@ -73,20 +75,34 @@ def _wait_for_steps(run: Path, proc: subprocess.Popen, steps: int, timeout: floa
     pytest.fail("training did not start in time")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_saves_a_resumable_checkpoint(tmp_path: Path, sig: int) -> None:
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_resumable_checkpoint_and_exits_128_plus_signal(
+    tmp_path: Path, sig: int, status: int
+) -> None:
+    """A pre-empted run is not a success: `nmt train ... && nmt evaluate ...` stops."""
     run = tmp_path / "run"
     proc = _start_training(run)
     _wait_for_steps(run, proc, 3)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == status, err
     assert f"nmt train --resume {run}" in " ".join(err.split())
     step = max(_losses(run))
     _, _, _, meta = load_checkpoint(run / "last.safetensors")
     assert meta["step"] == step
-    state = train_from_config(None, [f"train.max_steps={step + 2}"], None, resume=run)
-    assert state.step == step + 2
+    outcome = train_from_config(None, [f"train.max_steps={step + 2}"], None, resume=run)
+    assert outcome.state.step == step + 2 and outcome.exit_code == 0
+
+
+def test_compare_interrupted_exits_143_and_leaves_a_resumable_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _start_training(out, command=("compare", "--test", "test"))
+    _wait_for_steps(out / "lstm", proc, 2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "run the same `nmt compare` command again" in " ".join(err.split())
+    assert (out / "lstm" / "last.state.pt").is_file() and not (out / "lstm" / "done.json").exists()
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.2, 0.45])

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import statistics
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import yaml
 
 from nmt.config import Config, ConfigError, load_config, to_dict
 from nmt.device import describe_device
+from nmt.errors import Interrupted
 from nmt.rundir import RunDir, step_number
 from nmt.training import run_training
 
@@ -76,9 +78,9 @@ def ensure_trained(spec: RunSpec) -> dict:
         log.info("%s: resuming the unfinished run in %s", spec.name, spec.run_dir)
         _warn_if_changed(spec)
     outcome = run_training(spec.cfg, spec.run_dir, resume=resume)
-    if outcome.stop_reason == "interrupted":
-        log.warning("interrupted: run the same `nmt compare` command again to resume")
-        raise KeyboardInterrupt
+    if outcome.interrupted:
+        message = "interrupted: run the same `nmt compare` command again to resume"
+        raise Interrupted(outcome.signal or signal.SIGINT, message)
     done = {
         "backbone": spec.cfg.model.type,
         "parameters": outcome.parameters,

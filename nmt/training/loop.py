@@ -20,7 +20,6 @@ from nmt.batching import Batch, epoch_batches, make_batch
 from nmt.config import Config, TrainConfig
 from nmt.device import resolve_device
 from nmt.errors import RuntimeFailure
-from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.precision import autocast, check_precision, grad_scaler
 from nmt.rundir import RunDir
@@ -42,14 +41,16 @@ from nmt.training.schedule import LRSchedule, budget_progress
 from nmt.training.setup import (
     load_corpora,
     log_effective_batch,
+    make_model,
     make_optimizer,
-    prepare_tokenizer,
+    run_tokenizer,
     seed_and_threads,
     total_steps,
 )
 from nmt.training.state import Checkpointer, Optimization, TrainState
 from nmt.training.stopping import STOP_REASONS, Clock, StopOnSignal, first_stop
 from nmt.training.validation import Validator
+from nmt.training.warmstart import WarmStart
 
 log = logging.getLogger("nmt.training")
 
@@ -61,7 +62,9 @@ class TrainingError(RuntimeFailure):
 class Trainer:
     """Owns model, optimizer and schedule of one training run, and runs its loop."""
 
-    def __init__(self, cfg: Config, run_dir: Path, resume: bool = False) -> None:
+    def __init__(
+        self, cfg: Config, run_dir: Path, resume: bool = False, init: WarmStart | None = None
+    ) -> None:
         self.cfg, self.run = cfg, RunDir(run_dir)
         self.run_dir = self.run.path
         self.ctx = current()  # rank and world size; one process unless launched by torchrun
@@ -69,11 +72,9 @@ class Trainer:
         check_precision(cfg.train.precision, self.device)
         seed_and_threads(cfg.train)
         with main_first(self.ctx):  # rank 0 trains a missing tokenizer, the others load it
-            self.tok = prepare_tokenizer(cfg)
+            self.tok = run_tokenizer(cfg, self.run, resume, init)
         self.data = load_corpora(cfg, self.tok)
-        self.model: Seq2Seq = build_model(
-            cfg.model, self.tok.src_vocab_size, self.tok.tgt_vocab_size, self.tok.pad_id
-        ).to(self.device)
+        self.model: Seq2Seq = make_model(cfg, self.tok, self.device, init)
         if self.ctx.enabled:  # same initial weights, but each rank its own dropout masks
             torch.manual_seed(cfg.train.seed + self.ctx.rank)
         self.optimizer = make_optimizer(self.model, cfg.train)
@@ -87,8 +88,9 @@ class Trainer:
         self.reporter = Reporter(
             self.run,
             total_steps(cfg, self.data.train, self.ctx.world_size),
-            cfg.train.log_every,
+            cfg.train,
             self.ctx.is_main,
+            resumed_at=self.state.step,
         )
         self.validator = Validator(self.data, self.device, self.checkpoints, self.reporter)
         self.signals = StopOnSignal()
@@ -118,7 +120,8 @@ class Trainer:
     def epoch_shard(self) -> list[list[int]]:
         """This rank's batches of the current epoch (all of them for a single process)."""
         t = self.cfg.train
-        batches = epoch_batches(self.data.train, t.batch_tokens, t.seed, self.state.epoch)
+        corpus = self.data.start_epoch(self.state.epoch)  # re-sampled with sample_alpha > 0
+        batches = epoch_batches(corpus, t.batch_tokens, t.seed, self.state.epoch)
         if len(batches) < self.ctx.world_size:
             raise TrainingError(
                 f"the training data makes {len(batches)} batches per epoch, fewer than the "

@@ -1,12 +1,19 @@
-"""What a run reports while it trains: the progress bar, log lines and metrics.jsonl.
+"""What a run reports while it trains: the progress bar, log lines, metrics.jsonl and
+TensorBoard curves.
 
 The trainer hands every update and every validation to a :class:`Reporter` (as
 OpenNMT-py's trainer hands them to its report manager) and never formats anything.
-Only rank 0 draws and writes.
+Only rank 0 draws and writes. Every numeric value of a metrics.jsonl line is also a
+TensorBoard scalar (``train/loss``, ``train/lr``, ``train/tokens_per_s``, ...,
+``valid/nll``, ``valid/ppl``, ``valid/bleu``; the end-of-training average under
+``valid_average/``) in RUN/tensorboard/, written with the ``tensorboard`` package's
+event-file writer (``torch.utils.tensorboard``), so ``tensorboard --logdir runs`` shows
+live curves of every run below ``runs``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -22,7 +29,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from nmt.progress import console
+from nmt.config import ConfigError, TrainConfig
+from nmt.progress import console, progress_hidden
 from nmt.rundir import RunDir
 
 log = logging.getLogger("nmt.training")
@@ -70,28 +78,95 @@ def _progress_bar(quiet: bool) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
-        disable=quiet,
+        disable=quiet or progress_hidden(),
     )
 
 
-class Reporter:
-    """Progress bar, metrics.jsonl and validation summaries of one run (a context manager)."""
+def use_tensorboard(t: TrainConfig) -> bool:
+    """``train.tensorboard``: auto (when the package is installed), true (required), false."""
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if t.tensorboard == "true" and not installed:
+        raise ConfigError(
+            "train.tensorboard is true but the tensorboard package is not installed "
+            "(pip install 'nmt[tensorboard]', or set train.tensorboard: false)"
+        )
+    return installed and t.tensorboard != "false"
 
-    def __init__(self, run: RunDir, total_steps: int | None, log_every: int, is_main: bool):
-        self.run, self.log_every, self.is_main = run, log_every, is_main
+
+class TensorBoardCurves:
+    """metrics.jsonl's records as TensorBoard scalars, one tag per numeric key."""
+
+    def __init__(self, run: RunDir, resumed_at: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only here
+
+        # A resumed run drops the events an earlier process logged after its last
+        # checkpoint (kill -9), so a curve never holds two values for one step.
+        purge = resumed_at + 1 if resumed_at > 0 else None
+        self.writer = SummaryWriter(log_dir=str(run.tensorboard), purge_step=purge)
+
+    def add(self, record: dict) -> None:
+        step = record.get("step")
+        if step is None:
+            return  # not a curve point (the parent of a fine-tuning run)
+        for tag, value in scalars(record):
+            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()  # live: readable while the run trains
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def scalars(record: dict) -> list[tuple[str, float]]:
+    """(tag, value) of a metrics record: ``train/<key>`` for a training line,
+    ``valid/<key>`` (``valid_bleu`` -> ``valid/bleu``) for a validation, and
+    ``valid_average/<key>`` for the validation of the end-of-training average."""
+    section = "train"
+    if "valid_nll" in record:
+        section = "valid_average" if "averaged" in record else "valid"
+    out = []
+    for key, value in record.items():
+        if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        name = key.removeprefix("valid_") if section != "train" else key
+        out.append((f"{section}/{name}", float(value)))
+    return out
+
+
+class Reporter:
+    """Progress bar, metrics.jsonl, TensorBoard curves and validation summaries of one run
+    (a context manager: the event file is open while it trains)."""
+
+    def __init__(
+        self,
+        run: RunDir,
+        total_steps: int | None,
+        t: TrainConfig,
+        is_main: bool,
+        resumed_at: int = 0,
+    ):
+        """``t``: log_every and tensorboard; ``resumed_at``: the step a resumed run is at."""
+        self.run, self.log_every, self.is_main = run, t.log_every, is_main
         self.window = Window()
         self.progress = _progress_bar(quiet=not is_main)
         self.task = self.progress.add_task(
             "train", total=total_steps, epoch=1, loss=0.0, lr=0.0, tps=0.0
         )
+        self.tensorboard = use_tensorboard(t) and is_main
+        self.resumed_at = resumed_at
+        self.curves: TensorBoardCurves | None = None
 
     def __enter__(self) -> Reporter:
+        if self.tensorboard:
+            self.curves = TensorBoardCurves(self.run, self.resumed_at)
         self.progress.start()
         self.window.reset()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
+        if self.curves is not None:
+            self.curves.close()
+            self.curves = None
 
     def update(self, step: int, epoch: int, loss: float, tokens: int, lr: float, minutes: float):
         """One update: the bar moves; every ``log_every`` steps a metrics line is written."""
@@ -119,6 +194,8 @@ class Reporter:
         if not self.is_main:
             return
         self.write(record)
+        if progress_hidden():  # nmt --quiet: metrics.jsonl and train.log only
+            return
         mark = " [green]best[/]" if record.get("best") else ""
         self.progress.console.print(
             f"[cyan]valid[/] step {record['step']}: loss {record['valid_nll']:.3f}  "
@@ -130,4 +207,6 @@ class Reporter:
             return
         with open(self.run.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self.curves is not None:
+            self.curves.add(record)
         log.debug("%s", record)

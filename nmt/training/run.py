@@ -1,7 +1,8 @@
 """The entry point of ``nmt train`` and ``nmt compare``: one run, start to end.
 
 Under ``torchrun`` every process runs :func:`run_training`; they join one process group
-first and take rank 0's run directory name.
+first and take rank 0's run directory name. Rank 0 alone decides whether that directory
+may hold the new run (and clears it for ``--overwrite``); every rank gets its verdict.
 """
 
 from __future__ import annotations
@@ -14,14 +15,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt.config import Config, load_config
+from nmt.config import Config, apply_overrides, from_dict, load_config, to_dict
 from nmt.device import resolve_device
+from nmt.errors import UsageError
 from nmt.rundir import RunDir
 from nmt.training.distributed import broadcast_object, process_group
 from nmt.training.loop import Trainer
 from nmt.training.state import TrainState
+from nmt.training.stopping import interrupt_exit_code
+from nmt.training.warmstart import (
+    WarmStart,
+    adopt_parent,
+    describe,
+    load_warm_start,
+    write_parent,
+)
 
 log = logging.getLogger("nmt.training")
+
+
+# What run_training does with a run directory that already holds a run (RunDir.holds_run):
+# keep it (``nmt compare`` reuses and resumes its own), refuse (``nmt train --out``), or
+# delete the old run's files first (``nmt train --overwrite``).
+EXISTING = ("keep", "refuse", "overwrite")
+
+
+class RunDirInUse(UsageError):
+    """``nmt train --out DIR`` where DIR already holds a run."""
 
 
 @dataclass
@@ -33,28 +53,74 @@ class TrainOutcome:
     run: RunDir
     parameters: int
     device: str  # the device trained on, e.g. "cpu" or "cuda:0"
+    signal: int | None = None  # SIGINT/SIGTERM that interrupted the run
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+    @property
+    def exit_code(self) -> int:
+        """0 for a run that ended by its own limits; 130/143 after SIGINT/SIGTERM."""
+        return interrupt_exit_code(self.signal) if self.interrupted else 0
 
 
 def train_from_config(
-    config: Path | None, overrides: list[str], run_dir: Path | None, resume: Path | None = None
-) -> TrainState:
-    """``nmt train``: a new run from a config, or ``--resume RUN_DIR`` (its saved config)."""
-    path = RunDir(resume).config if resume is not None else config
-    cfg = load_config(path, overrides)
-    outcome = run_training(cfg, resume if resume is not None else run_dir, resume is not None)
-    if outcome.stop_reason == "interrupted":
+    config: Path | None,
+    overrides: list[str],
+    run_dir: Path | None,
+    resume: Path | None = None,
+    *,
+    init: Path | None = None,
+    overwrite: bool = False,
+) -> TrainOutcome:
+    """``nmt train``: a new run from a config, ``--resume RUN_DIR`` (its saved config), or
+    ``--init RUN_OR_CKPT`` (fine-tune: CONFIG, or the checkpoint's own config, with the
+    overrides). A new run refuses a directory that holds a run unless ``overwrite``."""
+    if resume is not None:
+        cfg = load_config(RunDir(resume).config, overrides)
+        outcome = run_training(cfg, resume, resume=True)
+    else:
+        parent = load_warm_start(init) if init is not None else None
+        if config is None and parent is not None:
+            cfg = from_dict(apply_overrides(to_dict(parent.cfg), overrides))
+        else:
+            cfg = load_config(config, overrides)
+        existing = "overwrite" if overwrite else "refuse"
+        outcome = run_training(cfg, run_dir, existing=existing, init=parent)
+    if outcome.interrupted:
         log.warning("interrupted: resume with `nmt train --resume %s`", outcome.run.path)
-    return outcome.state
+    return outcome
 
 
-def run_training(cfg: Config, run_dir: Path | None, resume: bool = False) -> TrainOutcome:
-    """Train ``cfg`` into ``run_dir`` (default: runs/<backbone>-<time>), or resume it."""
+def run_training(
+    cfg: Config,
+    run_dir: Path | None,
+    resume: bool = False,
+    *,
+    existing: str = "keep",
+    init: WarmStart | None = None,
+) -> TrainOutcome:
+    """Train ``cfg`` into ``run_dir`` (default: runs/<backbone>-<time>), or resume it.
+
+    ``existing`` says what to do when a new run's directory already holds a run (see
+    EXISTING); ``init`` is the checkpoint a fine-tuning run starts from.
+    """
     with process_group(resolve_device(cfg.train.device)) as ctx:
         if run_dir is None:
             default = Path("runs") / f"{cfg.model.type}-{time.strftime('%Y%m%d-%H%M%S')}"
             run_dir = broadcast_object(default, ctx)
-        trainer = Trainer(cfg, Path(run_dir), resume=resume)
+        run = RunDir(run_dir)
+        if init is not None:  # checked before --overwrite deletes anything
+            cfg = adopt_parent(cfg, init, run)
+        if not resume:
+            problem = prepare_run_dir(run, existing, init) if ctx.is_main else None
+            if (problem := broadcast_object(problem, ctx)) is not None:
+                raise RunDirInUse(problem)
+        trainer = Trainer(cfg, run.path, resume=resume, init=init)
         with file_log(trainer.run.log) if ctx.is_main else contextlib.nullcontext():
+            if init is not None:
+                record_parent(trainer, init)
             state = trainer.train()
         outcome = TrainOutcome(
             state,
@@ -62,6 +128,7 @@ def run_training(cfg: Config, run_dir: Path | None, resume: bool = False) -> Tra
             trainer.run,
             trainer.model.num_parameters(),
             str(trainer.device),
+            trainer.signals.signal,
         )
         # DDP's reducer holds the process group: free it here, so that leaving the block
         # really tears gloo down. Freed at interpreter exit instead, gloo's threads can
@@ -69,6 +136,41 @@ def run_training(cfg: Config, run_dir: Path | None, resume: bool = False) -> Tra
         del trainer
         gc.collect()
     return outcome
+
+
+def prepare_run_dir(run: RunDir, existing: str, init: WarmStart | None = None) -> str | None:
+    """Make way for a new run in ``run``; the message of a refusal, or None.
+
+    Refused, the directory is left exactly as it was. Overwritten, every file of the old
+    run goes (step checkpoints, metrics, TensorBoard events included), so that the two
+    runs' checkpoints can never be averaged together nor their metrics mixed. A
+    fine-tuning run never goes into the directory of its parent checkpoint.
+    """
+    if init is not None and run.path.resolve() in init.path.resolve().parents:
+        return (
+            f"{run.path} holds the checkpoint that --init starts from: fine-tune into a new --out"
+        )
+    if existing == "keep" or not run.holds_run():
+        return None
+    if existing == "refuse":
+        return (
+            f"{run.path} already holds a run: continue it with `nmt train --resume "
+            f"{run.path}`, or start over with --overwrite (deletes its checkpoints and "
+            "metrics), or choose another --out"
+        )
+    deleted = run.clear()
+    log.warning(
+        "--overwrite: deleted the old run in %s (%d files and folders)", run.path, len(deleted)
+    )
+    return None
+
+
+def record_parent(trainer: Trainer, parent: WarmStart) -> None:
+    """Name the parent checkpoint in RUN/parent.json and in the first metrics line."""
+    describe(parent)
+    if trainer.ctx.is_main:
+        write_parent(trainer.run, parent)
+        trainer.reporter.write(parent.record())
 
 
 @contextlib.contextmanager

@@ -12,8 +12,13 @@ import torch
 
 from nmt.batching import ParallelCorpus, encode_corpus, epoch_batches
 from nmt.config import Config, ConfigError, TrainConfig
+from nmt.models import build_model
+from nmt.models.base import Seq2Seq
+from nmt.rundir import RunDir
 from nmt.textio import read_parallel
 from nmt.tokenizer import Tokenizer, train_tokenizer
+from nmt.training.sampling import SubwordSampler
+from nmt.training.warmstart import WarmStart
 
 log = logging.getLogger("nmt.training")
 
@@ -34,6 +39,19 @@ def prepare_tokenizer(cfg: Config) -> Tokenizer:
     )
 
 
+def run_tokenizer(
+    cfg: Config, run: RunDir, resume: bool, init: WarmStart | None = None
+) -> Tokenizer:
+    """The tokenizer of a run: a fine-tuning run's parent's; a resumed run's own copy in
+    its directory (the config's model file may have moved or been retrained since); else
+    the config's, trained first if missing."""
+    if init is not None:
+        return init.tok
+    if resume:
+        return Tokenizer.load(run.tokenizer_prefix, cfg.tokenizer.joint)
+    return prepare_tokenizer(cfg)
+
+
 @dataclass
 class Corpora:
     """Training pairs, validation pairs, and the validation text that BLEU is computed on."""
@@ -42,6 +60,14 @@ class Corpora:
     valid: ParallelCorpus
     valid_src: list[str]
     valid_ref: list[str]
+    sampler: SubwordSampler | None = None  # tokenizer.sample_alpha > 0: train re-encoded
+    train_epoch: int | None = None  # the epoch whose sample ``train`` holds
+
+    def start_epoch(self, epoch: int) -> ParallelCorpus:
+        """The training pairs of ``epoch``: re-sampled under subword regularization."""
+        if self.sampler is not None and self.train_epoch != epoch:
+            self.train, self.train_epoch = self.sampler.corpus(epoch), epoch
+        return self.train
 
 
 def load_corpora(cfg: Config, tok: Tokenizer) -> Corpora:
@@ -57,7 +83,21 @@ def load_corpora(cfg: Config, tok: Tokenizer) -> Corpora:
     valid = encode_corpus(tok, va_src, va_tgt, 0)
     n = cfg.train.valid_max_sentences or len(va_src)
     log.info("data: %d training pairs, %d validation pairs", len(train), len(valid))
-    return Corpora(train, valid, va_src[:n], va_tgt[:n])
+    sampler = None
+    if cfg.tokenizer.sample_alpha > 0:
+        sampler = SubwordSampler(tok, cfg.tokenizer, tr_src, tr_tgt, d.max_len, cfg.train.seed)
+    return Corpora(train, valid, va_src[:n], va_tgt[:n], sampler)
+
+
+def make_model(
+    cfg: Config, tok: Tokenizer, device: torch.device, init: WarmStart | None = None
+) -> Seq2Seq:
+    """The config's backbone on ``device``; a fine-tuning run's starts with its parent's
+    weights (the architecture was checked to be the same)."""
+    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.pad_id)
+    if init is not None:
+        model.load_state_dict(init.model.state_dict())
+    return model.to(device)
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:

@@ -11,6 +11,7 @@ from the same place in the epoch.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -41,7 +42,7 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of the current epoch already consumed
-    best_bleu: float = -1.0
+    best_bleu: float = -math.inf  # valid_bleu off: -nll stands for BLEU, and is below -1
     bad_validations: int = 0
     elapsed: float = 0.0  # training seconds before this process
     history: list = field(default_factory=list)

@@ -32,6 +32,14 @@ def first_stop(t: TrainConfig, s: TrainState, minutes: float, interrupted: bool)
     return next((i for i, hit in enumerate(checks) if hit), len(STOP_REASONS))
 
 
+def interrupt_exit_code(signum: int | None) -> int:
+    """The shell's status for a process ended by a signal, 128 + its number (130 after
+    SIGINT, 143 after SIGTERM): a checkpoint was written, but the run did not finish, so
+    ``nmt train ... && nmt evaluate ...`` must not go on. A process that stopped because
+    another one of a distributed run was signalled reports SIGINT's status."""
+    return 128 + (signum if signum is not None else signal.SIGINT)
+
+
 class StopOnSignal(AbstractContextManager):
     """SIGINT/SIGTERM ask training to finish the current step, then stop with a checkpoint.
 
