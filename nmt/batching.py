@@ -8,6 +8,7 @@ sentences, so long and short sentences cost the same memory per step.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from dataclasses import dataclass
@@ -28,14 +29,23 @@ class Batch:
     tgt_out: Tensor  # (B, T) target + EOS (the labels)
     n_tokens: int  # real target tokens (labels that are not padding)
 
-    def to(self, device: torch.device | str) -> Batch:
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """The batch on ``device``; ``non_blocking`` copies from pinned memory return at once
+        (the copy is queued on the device like a kernel, see :meth:`pin_memory`)."""
         return Batch(
-            self.src.to(device),
-            self.src_mask.to(device),
-            self.tgt_in.to(device),
-            self.tgt_out.to(device),
-            self.n_tokens,
+            *(t.to(device, non_blocking=non_blocking) for t in self.tensors()), self.n_tokens
         )
+
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked host memory, which a GPU can copy from asynchronously.
+
+        From ordinary (pageable) memory CUDA first waits for the device to finish its
+        queued work and then copies, so every ``.to("cuda")`` would stall the host.
+        """
+        return Batch(*(t.pin_memory() for t in self.tensors()), self.n_tokens)
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.src, self.src_mask, self.tgt_in, self.tgt_out
 
 
 @dataclass
@@ -104,10 +114,11 @@ def epoch_batches(
 
 
 def pad_sequences(seqs: list[list[int]], pad_id: int) -> Tensor:
-    longest = max(len(s) for s in seqs)
-    out = torch.full((len(seqs), longest), pad_id, dtype=torch.long)  # (B, L)
-    for row, s in enumerate(seqs):
-        out[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+    """Right-pad id lists into one (B, L) tensor: one copy of all ids, not one per row."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)  # (B,)
+    out = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)  # (B, L)
+    real = torch.arange(out.size(1)) < lengths[:, None]  # (B, L), row-major like the ids
+    out[real] = torch.tensor(list(itertools.chain.from_iterable(seqs)), dtype=torch.long)
     return out
 
 
@@ -122,3 +133,8 @@ def collate(src: list[list[int]], tgt: list[list[int]], tok: Tokenizer) -> Batch
 
 def make_batch(corpus: ParallelCorpus, indices: list[int], tok: Tokenizer) -> Batch:
     return collate([corpus.src[i] for i in indices], [corpus.tgt[i] for i in indices], tok)
+
+
+def target_tokens(corpus: ParallelCorpus, indices: list[int]) -> int:
+    """The ``n_tokens`` of ``make_batch(corpus, indices)``, without building the batch."""
+    return sum(len(corpus.tgt[i]) + 1 for i in indices)

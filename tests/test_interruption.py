@@ -43,8 +43,11 @@ def test_resume_gives_the_same_losses(tmp_path: Path) -> None:
     assert state.step == 8 and state.epoch >= 1
     straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
     assert sorted(split) == list(range(1, 9))
+    # CUDA kernels may add in another order from run to run (cuDNN, atomic adds), so two
+    # runs agree to rounding there; a lost random stream would differ by about 1e-2.
+    tolerance = 1e-5 if torch.cuda.is_available() else 1e-6
     for step in range(1, 9):
-        assert abs(straight[step] - split[step]) <= 1e-6, step
+        assert abs(straight[step] - split[step]) <= tolerance, step
 
 
 def _start_training(

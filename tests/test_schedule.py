@@ -86,4 +86,5 @@ def test_training_ends_by_validating_the_average_of_the_last_checkpoints(tmp_pat
     last = load_checkpoint(run / "last.safetensors")[0].state_dict()
     step12 = load_checkpoint(run / "ckpt" / "step_12.safetensors")[0].state_dict()
     assert all(torch.equal(last[k], step12[k]) for k in last)  # trained weights restored
-    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in last.items())
+    trained = {k: v.cpu() for k, v in trainer.model.state_dict().items()}  # (CUDA: to the CPU)
+    assert all(torch.equal(v, trained[k]) for k, v in last.items())

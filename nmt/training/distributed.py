@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -130,6 +130,24 @@ def accumulation_groups(batches: list[T], accumulate: int) -> Iterator[list[T]]:
         yield batches[start : start + accumulate]
 
 
+def update_tokens(
+    batches: list[T], ctx: DistContext, start: int, accumulate: int, tokens_of: Callable[[T], int]
+) -> list[int]:
+    """Target tokens of each remaining update of the epoch, summed over all ranks.
+
+    Every rank builds the same epoch batches (a pure function of seed and epoch), so each
+    rank can count the others' micro-batches itself: no collective, no wait for a device.
+    ``start`` is the number of this epoch's batches every rank has already consumed.
+    """
+    world = ctx.world_size
+    shards = [shard_batches(batches, DistContext(r, world)) for r in range(world)]
+    per_rank = [
+        [sum(map(tokens_of, group)) for group in accumulation_groups(shard[start:], accumulate)]
+        for shard in shards
+    ]
+    return [sum(column) for column in zip(*per_rank)]
+
+
 def wrap_ddp(model: nn.Module, device: torch.device, ctx: DistContext) -> nn.Module:
     """DistributedDataParallel around ``model`` when there are several processes.
 
@@ -160,6 +178,13 @@ def all_sum(values: list[float], ctx: DistContext, device: torch.device) -> list
     t = torch.tensor(values, dtype=torch.float64, device=device)  # (N,)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
+
+
+def all_sum_(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum ``t`` over all ranks, in place on its device (queued there: the host does not wait)."""
+    if ctx.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
 
 
 def all_min(value: int, ctx: DistContext, device: torch.device) -> int:

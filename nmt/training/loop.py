@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from nmt.batching import Batch, epoch_batches, make_batch
+from nmt.batching import Batch, epoch_batches, make_batch, target_tokens
 from nmt.config import Config, TrainConfig
 from nmt.device import resolve_device
 from nmt.errors import RuntimeFailure
@@ -28,14 +30,18 @@ from nmt.training.distributed import (
     accumulation_groups,
     all_min,
     all_sum,
+    all_sum_,
     current,
     main_first,
     no_sync_unless,
     rank_device,
     shard_batches,
+    update_tokens,
     wrap_ddp,
 )
+from nmt.training.ledger import Reading, UpdateLedger
 from nmt.training.loss import smoothed_cross_entropy
+from nmt.training.prefetch import device_updates, to_device
 from nmt.training.reporting import Reporter
 from nmt.training.schedule import LRSchedule, budget_progress
 from nmt.training.setup import (
@@ -47,7 +53,13 @@ from nmt.training.setup import (
     seed_and_threads,
     total_steps,
 )
-from nmt.training.state import Checkpointer, Optimization, TrainState
+from nmt.training.state import (
+    Checkpointer,
+    Optimization,
+    TrainState,
+    reseed_cudnn_dropout,
+    uses_cudnn_dropout,
+)
 from nmt.training.stopping import STOP_REASONS, Clock, StopOnSignal, first_stop
 from nmt.training.validation import Validator
 from nmt.training.warmstart import WarmStart
@@ -75,6 +87,7 @@ class Trainer:
             self.tok = run_tokenizer(cfg, self.run, resume, init)
         self.data = load_corpora(cfg, self.tok)
         self.model: Seq2Seq = make_model(cfg, self.tok, self.device, init)
+        self.cudnn_dropout = uses_cudnn_dropout(self.model, self.device)
         if self.ctx.enabled:  # same initial weights, but each rank its own dropout masks
             torch.manual_seed(cfg.train.seed + self.ctx.rank)
         self.optimizer = make_optimizer(self.model, cfg.train)
@@ -95,7 +108,10 @@ class Trainer:
         self.validator = Validator(self.data, self.device, self.checkpoints, self.reporter)
         self.signals = StopOnSignal()
         self.stop_reason = ""
-        self._bad_steps = 0  # consecutive updates skipped for a non-finite loss
+        self.ledger = UpdateLedger(self.device)  # losses and skipped updates, on the device
+        # The host reads the ledger after every update on the CPU, where nothing waits, and
+        # every log_every updates (and before validating, stopping, saving) elsewhere.
+        self.read_every = 1 if self.device.type == "cpu" else cfg.train.log_every
         self.clock = Clock()  # training seconds, earlier processes of a resumed run included
         self.ddp = wrap_ddp(self.model, self.device, self.ctx)  # self.model stays the bare one
         log.info("model %s: %s parameters", cfg.model.type, f"{self.model.num_parameters():,}")
@@ -119,6 +135,9 @@ class Trainer:
 
     def epoch_shard(self) -> list[list[int]]:
         """This rank's batches of the current epoch (all of them for a single process)."""
+        return shard_batches(self._epoch_batches(), self.ctx)
+
+    def _epoch_batches(self) -> list[list[int]]:
         t = self.cfg.train
         corpus = self.data.start_epoch(self.state.epoch)  # re-sampled with sample_alpha > 0
         batches = epoch_batches(corpus, t.batch_tokens, t.seed, self.state.epoch)
@@ -127,47 +146,72 @@ class Trainer:
                 f"the training data makes {len(batches)} batches per epoch, fewer than the "
                 f"{self.ctx.world_size} processes (lower train.batch_tokens)"
             )
-        return shard_batches(batches, self.ctx)
+        return batches
+
+    def _epoch_updates(self) -> Iterator[tuple[list[list[int]], int]]:
+        """This rank's remaining updates of the epoch: its micro-batches (sentence indices)
+        and the update's target tokens over all ranks, counted on the host."""
+        t, start = self.cfg.train, self.state.batch_in_epoch
+        batches = self._epoch_batches()
+        mine = accumulation_groups(shard_batches(batches, self.ctx)[start:], t.accumulate)
+        count = partial(target_tokens, self.data.train)
+        return zip(mine, update_tokens(batches, self.ctx, start, t.accumulate, count))
 
     def _run_epoch(self) -> None:
-        batches = self.epoch_shard()[self.state.batch_in_epoch :]
-        for group in accumulation_groups(batches, self.cfg.train.accumulate):
-            micro = [make_batch(self.data.train, idx, self.tok).to(self.device) for idx in group]
-            loss, tokens = self.train_step(micro)
-            self.state.batch_in_epoch += len(group)
-            self._after_step(loss, tokens)
+        updates = self._epoch_updates()  # first: the epoch's corpus may be a new sample
+        build = partial(make_batch, self.data.train, tok=self.tok)
+        for batches, tokens in device_updates(updates, build, self.device):
+            self._update(batches, tokens)
+            self.state.batch_in_epoch += len(batches)
+            self._after_step(tokens)
             if self._should_stop():
                 return
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
 
-    def train_step(self, batches: list[Batch]) -> tuple[float, int]:
-        """One update from this rank's micro-batches and, through DDP, every other rank's.
+    def train_step(self, batches: list[Batch], tokens: int | None = None) -> tuple[float, int]:
+        """One update, read back at once: its mean loss per target token (nan if it was
+        skipped) and its target tokens over all ranks. For tests and benchmarks; the
+        loop itself calls :meth:`_update`, which never waits for the device."""
+        if tokens is None:
+            (total,) = all_sum([sum(b.n_tokens for b in batches)], self.ctx, self.device)
+            tokens = int(total)
+        mean = self._update([to_device(b, self.device) for b in batches], tokens)
+        self._settle()
+        self.ledger.restart_loss()
+        loss = mean.item()
+        return (loss if math.isfinite(loss) else math.nan), tokens
+
+    def _update(self, batches: list[Batch], tokens: int) -> torch.Tensor:
+        """Queue one update from this rank's micro-batches and, through DDP, every other
+        rank's; returns its mean loss per target token, a () tensor left on the device.
 
         The summed loss is divided by the target tokens of the whole update (all
         micro-batches of all ranks), so the gradient does not depend on how the update's
         batches are spread over processes and accumulation steps. DDP averages gradients
-        over ranks, hence the factor world_size. Returns the update's mean loss per
-        target token (nan if the update was skipped) and its target tokens.
+        over ranks, hence the factor world_size. Nothing here waits for the device: an
+        update whose loss is not finite is skipped by the optimizer itself, and
+        ``state.step`` counts the update now and gives it back when the host reads the
+        ledger (:meth:`_settle`).
         """
         self.model.train()
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
-        (tokens,) = all_sum([sum(b.n_tokens for b in batches)], self.ctx, self.device)
-        loss_sum = 0.0
+        if self.cudnn_dropout:
+            reseed_cudnn_dropout(self.device)
+        losses = []
         for i, batch in enumerate(batches):
             with no_sync_unless(self.ddp, sync=i == len(batches) - 1):
                 loss = self._loss_sum(batch)  # () summed over the batch's target tokens
                 self.opt.scaler.scale(loss * (self.ctx.world_size / tokens)).backward()
-            loss_sum += loss.item()
-        (loss_sum,) = all_sum([loss_sum], self.ctx, self.device)  # every rank sees one value
-        if not math.isfinite(loss_sum):
-            self.optimizer.zero_grad(set_to_none=True)
-            return self._bad_step(loss_sum / tokens), int(tokens)
-        self._apply_update()
+            losses.append(loss.detach())
+        loss_sum = all_sum_(torch.stack(losses).sum(), self.ctx)  # () the same on every rank
+        finite = torch.isfinite(loss_sum)  # () bool, on the device
+        self._apply_update(finite)
         self.state.step += 1
-        self._bad_steps = 0
-        return loss_sum / tokens, int(tokens)
+        mean = loss_sum.double() / tokens  # ()
+        self.ledger.add(mean, finite)
+        return mean
 
     def _set_lr(self) -> None:
         t, step = self.cfg.train, self.state.step
@@ -186,47 +230,88 @@ class Trainer:
             label_smoothing=self.cfg.train.label_smoothing,
         )
 
-    def _apply_update(self) -> None:
-        """Unscale (fp16), clip, step; gradients are identical on all ranks, so are updates."""
-        clip, scaler = self.cfg.train.clip_norm, self.opt.scaler
-        if clip > 0:
-            scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
-        scaler.update()
+    def _apply_update(self, finite: torch.Tensor) -> None:
+        """Unscale (fp16), clip, step, unless ``finite`` (a () bool on the device) is False.
 
-    def _bad_step(self, loss: float) -> float:
-        self._bad_steps += 1
-        log.warning("loss is %s at step %d: update skipped", loss, self.state.step + 1)
-        if self._bad_steps >= self.cfg.train.max_bad_steps:
+        A fused optimizer skips the update on the device through its ``found_inf`` flag,
+        the mechanism of PyTorch's gradient scaler (with fp16 the scaler sets the flag
+        from the gradients, which a non-finite loss makes non-finite too). Any other
+        optimizer needs the host to look at ``finite``. Gradients are identical on all
+        ranks, so are updates.
+        """
+        clip, scaler, optimizer = self.cfg.train.clip_norm, self.opt.scaler, self.optimizer
+        fused = bool(optimizer.defaults.get("fused"))
+        if not fused and not bool(finite):
+            return
+        if clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if fused:
+            optimizer.found_inf = (~finite).float()  # () 1.0: leave weights and moments
+        scaler.step(optimizer)  # fp16: also skipped if the scaled gradients overflowed
+        scaler.update()
+        vars(optimizer).pop("found_inf", None)
+
+    def _settle(self) -> Reading:
+        """Read the ledger (this waits for the device): take skipped updates back from the
+        step count, and stop after ``train.max_bad_steps`` consecutive ones."""
+        reading, s = self.ledger.read(), self.state
+        if reading.skipped:
+            s.step -= reading.skipped
+            log.warning(
+                "loss is not finite: %d update(s) skipped before step %d",
+                reading.skipped,
+                s.step + 1,
+            )
+        if reading.worst_run >= self.cfg.train.max_bad_steps:
             self._save_last()
             raise TrainingError(
-                f"{self._bad_steps} consecutive non-finite losses; stopping "
+                f"{self.cfg.train.max_bad_steps} consecutive non-finite losses; stopping "
                 "(lower train.lr or check the data)"
             )
-        return math.nan
+        return reading
 
-    def _after_step(self, loss: float, tokens: int) -> None:
-        s = self.state
+    def _after_step(self, tokens: int) -> None:
+        """Report the update; read the ledger every ``read_every`` updates and before a
+        validation; validate every ``train.valid_every`` updates."""
+        s, t = self.state, self.cfg.train
+        loss = math.nan  # not read at this update
+        if s.step % self.read_every == 0 or self._validation_due():
+            reading = self._settle()
+            if self.read_every == 1 or s.step % t.log_every == 0:
+                loss = reading.loss
+                self.ledger.restart_loss()
         lr = self.optimizer.param_groups[0]["lr"]
         self.reporter.update(s.step, s.epoch + 1, loss, tokens, lr, self._seconds() / 60)
-        if s.step % self.cfg.train.valid_every == 0 and s.step > 0:
+        if self._validation_due():
             self.validate()
+
+    def _validation_due(self) -> bool:
+        s, every = self.state, self.cfg.train.valid_every
+        validated = bool(s.history) and s.history[-1]["step"] == s.step
+        return s.step > 0 and s.step % every == 0 and not validated
 
     def _should_stop(self) -> bool:
         """Whether a stop condition holds; all ranks agree (the first hit on any rank wins)."""
-        minutes, interrupted = self._seconds() / 60, self.signals.requested
-        first = all_min(
-            first_stop(self.cfg.train, self.state, minutes, interrupted), self.ctx, self.device
-        )
+        first = self._first_stop()
+        if first < len(STOP_REASONS) and self.ledger.unread:
+            self._settle()  # skipped updates may have been counted: decide on the true step
+            first = self._first_stop()
         if first < len(STOP_REASONS):
             self.stop_reason = STOP_REASONS[first]
             return True
         return False
 
+    def _first_stop(self) -> int:
+        minutes, interrupted = self._seconds() / 60, self.signals.requested
+        hit = first_stop(self.cfg.train, self.state, minutes, interrupted)
+        return all_min(hit, self.ctx, self.device)
+
     # --- validation and checkpoints -------------------------------------------------------
     def validate(self) -> dict:
         """Validate, keep the best checkpoint by BLEU, and save a resumable checkpoint."""
+        if self.ledger.unread:
+            self._settle()
         record = self.validator.validate(self.model, self.state, self._seconds)
         self.opt.schedule.on_validation(record["valid_bleu"])
         self._save_last()
@@ -256,6 +341,8 @@ class Trainer:
         return self.clock.seconds(self.state.elapsed)
 
     def _save_last(self) -> None:
+        if self.ledger.unread:
+            self._settle()
         self.checkpoints.save_last(self.model, self.opt, self.state)
 
 

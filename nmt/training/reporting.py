@@ -171,9 +171,10 @@ class Reporter:
     def update(self, step: int, epoch: int, loss: float, tokens: int, lr: float, minutes: float):
         """One update: the bar moves; every ``log_every`` steps a metrics line is written."""
         w = self.window
-        w.add(loss, tokens)
+        w.add(loss, tokens)  # loss is nan for updates whose loss was not read (or skipped)
+        shown = {"loss": w.loss()} if w.count else {}  # else the bar keeps the last loss
         self.progress.update(
-            self.task, completed=step, epoch=epoch, loss=w.loss(), lr=lr, tps=w.tokens_per_s()
+            self.task, completed=step, epoch=epoch, lr=lr, tps=w.tokens_per_s(), **shown
         )
         if step % self.log_every == 0 and w.count:
             self.write(

@@ -101,8 +101,15 @@ def make_model(
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """Adam(W) as one fused kernel per step where torch has one for the parameters' device
+    (CUDA; CPU since torch 2.4), which can also skip an update on the device (see
+    ``Trainer._apply_update``); else the foreach form (a few kernels for all parameters)."""
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    kwargs = {"lr": t.lr, "betas": t.betas, "weight_decay": t.weight_decay}
+    try:
+        return cls(model.parameters(), fused=True, **kwargs)
+    except RuntimeError:  # no fused kernel for this device or torch version
+        return cls(model.parameters(), foreach=True, **kwargs)
 
 
 def total_steps(cfg: Config, corpus: ParallelCorpus, world: int) -> int | None:

@@ -135,6 +135,28 @@ def rng_state(device: torch.device) -> dict:
     return state
 
 
+def uses_cudnn_dropout(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether training ``model`` on ``device`` draws dropout masks inside cuDNN: stacked
+    RNN layers with dropout between them, on CUDA."""
+    return device.type == "cuda" and any(
+        isinstance(m, torch.nn.RNNBase) and m.dropout > 0 and m.num_layers > 1
+        for m in model.modules()
+    )
+
+
+def reseed_cudnn_dropout(device: torch.device) -> None:
+    """Make cuDNN's RNN dropout masks a function of the CUDA generator's current state.
+
+    cuDNN keeps its own random state for the dropout between stacked RNN layers, outside
+    the generator that ``torch.cuda.get_rng_state`` saves, so a resumed run would draw
+    other masks than the run it continues. Setting the generator's state (to itself)
+    makes PyTorch seed that cuDNN state afresh from the generator at the next training
+    forward; done before every update, the masks then come back with the generator on
+    resume. The seeding reads one number from the GPU, once per update.
+    """
+    torch.cuda.set_rng_state(torch.cuda.get_rng_state(device), device)
+
+
 def restore_rng(saved: dict, ctx: DistContext, device: torch.device) -> None:
     """Each rank continues its own random streams (dropout), if the world size is the same."""
     rngs = saved.get("rng_per_rank") or [

@@ -20,12 +20,18 @@ from nmt.precision import autocast
 from nmt.training.averaging import average_of_last, swapped_weights
 from nmt.training.distributed import broadcast_object
 from nmt.training.loss import smoothed_cross_entropy
+from nmt.training.prefetch import to_device
 from nmt.training.reporting import Reporter
 from nmt.training.setup import Corpora
 from nmt.training.state import Checkpointer, TrainState
 from nmt.translate import Translator
 
 log = logging.getLogger("nmt.training")
+
+# Sentences per greedy-search batch when validating. On a GPU a decoding step is bound by
+# kernel launches and by the host's check of which sentences have ended, not by the batch
+# width, so a wider batch costs few more steps' time; on a CPU the work grows with width.
+VALID_BATCH_SENTENCES = {"cpu": 128}
 
 
 class Validator:
@@ -92,9 +98,10 @@ class Validator:
     def nll(self, model: Seq2Seq) -> float:
         """Mean per-token negative log-likelihood (no label smoothing) on the validation set."""
         model.eval()
-        total, count = 0.0, 0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)  # summed on the device
+        count = 0
         for indices in epoch_batches(self.data.valid, self.cfg.train.batch_tokens, 0, 0):
-            batch = make_batch(self.data.valid, indices, self.tok).to(self.device)
+            batch = to_device(make_batch(self.data.valid, indices, self.tok), self.device)
             with autocast(self.cfg.train.precision, self.device):
                 logits = model(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
             total += smoothed_cross_entropy(
@@ -102,15 +109,20 @@ class Validator:
                 batch.tgt_out.flatten(),  # (B*T,)
                 ignore_index=self.tok.pad_id,
                 label_smoothing=0.0,
-            ).item()
+            )
             count += batch.n_tokens
-        return total / max(count, 1)
+        return total.item() / max(count, 1)
 
     def bleu(self, model: Seq2Seq) -> float:
-        """sacreBLEU of greedy translations of the validation sources."""
+        """sacreBLEU of greedy translations of the validation sources, in the training
+        precision, in batches as large as the device makes worthwhile."""
         s = self.cfg.search
         search = SearchConfig(
-            beam=1, nbest=1, max_len_a=s.max_len_a, max_len_b=s.max_len_b, batch_size=128
+            beam=1,
+            nbest=1,
+            max_len_a=s.max_len_a,
+            max_len_b=s.max_len_b,
+            batch_size=VALID_BATCH_SENTENCES.get(self.device.type, 1024),
         )
         translator = Translator(model, self.tok, search, self.device, self.cfg.train.precision)
         hyps = translator.translate_lines(self.data.valid_src)
