@@ -18,10 +18,11 @@ import torch
 
 from nmt.batching import make_batch, pad_sequences, target_tokens
 from nmt.checkpoint import load_checkpoint
+from nmt.config import load_config
 from nmt.training import Trainer, TrainingError
 from nmt.training.distributed import DistContext, accumulation_groups, shard_batches, update_tokens
 from nmt.training.setup import load_corpora
-from tests.conftest import tiny_config
+from tests.conftest import REPO, tiny_config
 
 CUDA = torch.cuda.is_available()
 
@@ -119,6 +120,16 @@ def test_batches_and_token_counts_are_built_as_before(tok) -> None:
     corpus = load_corpora(tiny_config("lstm"), tok).train
     indices = list(range(0, len(corpus), 7))
     assert target_tokens(corpus, indices) == make_batch(corpus, indices, tok).n_tokens
+
+
+def test_gpu_recipe_is_the_cpu_recipe_with_gpu_sized_updates() -> None:
+    """Same model, tokenizer and data as the CPU de-en config (so the prepared data and
+    tokenizer serve both), updates several times larger."""
+    gpu = load_config(REPO / "configs" / "gpu" / "transformer-de-en.yaml")
+    cpu = load_config(REPO / "configs" / "multi30k" / "de-en" / "transformer.yaml")
+    assert (gpu.model, gpu.tokenizer, gpu.data) == (cpu.model, cpu.tokenizer, cpu.data)
+    assert gpu.train.batch_tokens >= 4 * cpu.train.batch_tokens and gpu.train.device == "cuda"
+    assert gpu.train.schedule == "budget" and 0 < gpu.train.max_minutes <= 5
 
 
 @pytest.mark.skipif(not CUDA, reason="needs CUDA: checks that no training update waits for a GPU")

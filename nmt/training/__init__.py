@@ -13,6 +13,8 @@ stopping.py     stop conditions, SIGINT/SIGTERM (and the exit status after them)
 schedule.py     learning-rate schedules
 loss.py         the fused label-smoothed cross-entropy
 distributed.py  several processes under torchrun (DDP)
+ledger.py       losses and skipped updates counted on the device, read now and then
+prefetch.py     batches pinned and copied to the GPU while it computes
 """
 
 from nmt.training.loop import Trainer, TrainingError
