@@ -20,7 +20,7 @@
 #   NMT_MULTI30K_MIRROR=/path/to/mirror python -m nmt data multi30k --out data/multi30k
 #   python -c "from nmt.config import load_config; from nmt.training.setup import \
 #     prepare_tokenizer; prepare_tokenizer(load_config('configs/gpu/transformer-de-en.yaml'))"
-#   mkdir -p data/mirror && cp /path/to/mirror/*.gz data/mirror/   # for the data tests
+#   mkdir -p data/mirror && cp /path/to/mirror/* data/mirror/   # for the tests of `nmt data`
 # (about 7 MB in all), then call the device tool from the repository root with:
 #   run(command="bash bench/gpu.sh", carry=["data"], timeout_s=560)
 # and read the table at the end of output_tail (files under files_at).

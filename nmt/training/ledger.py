@@ -16,11 +16,16 @@ of consecutive ones, so the host learns of them at the next read.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from nmt.training.state import TrainState
+
+log = logging.getLogger("nmt.training")
 
 # Slots of the device vector: summed per-update mean losses of finite updates, their
 # count, skipped updates, longest run of consecutive skipped updates since the last read.
@@ -67,3 +72,17 @@ class UpdateLedger:
         """Start a new loss window (after the loss was logged); queued on the device."""
         self.sums[_LOSS] = 0.0
         self.sums[_FINITE] = 0.0
+
+    def settle(self, state: TrainState) -> Reading:
+        """Read (if anything is unread) and take the skipped updates back from the step
+        count, which counted every update when it was queued."""
+        if not self.unread:
+            return Reading(math.nan, 0, 0)
+        reading = self.read()
+        if reading.skipped:
+            state.step -= reading.skipped
+            log.warning(
+                "loss is not finite: %d update(s) skipped before step %d",
+                *(reading.skipped, state.step + 1),
+            )
+        return reading

@@ -6,6 +6,11 @@
 :class:`~nmt.training.reporting.Reporter` draws and logs, the
 :class:`~nmt.training.schedule.LRSchedule` sets the learning rate. One process trains
 alone, or one of several under ``torchrun`` (:mod:`nmt.training.distributed`).
+
+An update never waits for the device: batches arrive pinned and copied ahead
+(:mod:`nmt.training.prefetch`), and the :class:`~nmt.training.ledger.UpdateLedger` counts
+losses and skipped updates on the device until the trainer reads it, after every update
+on the CPU and every ``train.log_every`` updates (or before a decision) on a GPU.
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from nmt.batching import Batch, epoch_batches, make_batch, target_tokens
+from nmt.batching import Batch, ParallelCorpus, epoch_batches, make_batch, target_tokens
 from nmt.config import Config, TrainConfig
 from nmt.device import resolve_device
 from nmt.errors import RuntimeFailure
 from nmt.models.base import Seq2Seq
-from nmt.precision import autocast, check_precision, grad_scaler
+from nmt.precision import check_precision, grad_scaler
 from nmt.rundir import RunDir
 from nmt.training.distributed import (
     DistContext,
@@ -40,7 +45,7 @@ from nmt.training.distributed import (
     wrap_ddp,
 )
 from nmt.training.ledger import Reading, UpdateLedger
-from nmt.training.loss import smoothed_cross_entropy
+from nmt.training.loss import batch_loss_sum
 from nmt.training.prefetch import device_updates, to_device
 from nmt.training.reporting import Reporter
 from nmt.training.schedule import LRSchedule, budget_progress
@@ -98,19 +103,14 @@ class Trainer:
         self.state = TrainState(world_size=self.ctx.world_size)
         if resume:
             self.state = self.checkpoints.restore(self.model, self.opt)
-        self.reporter = Reporter(
-            self.run,
-            total_steps(cfg, self.data.train, self.ctx.world_size),
-            cfg.train,
-            self.ctx.is_main,
-            resumed_at=self.state.step,
-        )
+        steps = total_steps(cfg, self.data.train, self.ctx.world_size)
+        resumed_at, is_main = self.state.step, self.ctx.is_main
+        self.reporter = Reporter(self.run, steps, cfg.train, is_main, resumed_at=resumed_at)
         self.validator = Validator(self.data, self.device, self.checkpoints, self.reporter)
         self.signals = StopOnSignal()
         self.stop_reason = ""
         self.ledger = UpdateLedger(self.device)  # losses and skipped updates, on the device
-        # The host reads the ledger after every update on the CPU, where nothing waits, and
-        # every log_every updates (and before validating, stopping, saving) elsewhere.
+        # Read after every update on the CPU (nothing to wait for), else every log_every.
         self.read_every = 1 if self.device.type == "cpu" else cfg.train.log_every
         self.clock = Clock()  # training seconds, earlier processes of a resumed run included
         self.ddp = wrap_ddp(self.model, self.device, self.ctx)  # self.model stays the bare one
@@ -138,28 +138,14 @@ class Trainer:
         return shard_batches(self._epoch_batches(), self.ctx)
 
     def _epoch_batches(self) -> list[list[int]]:
-        t = self.cfg.train
         corpus = self.data.start_epoch(self.state.epoch)  # re-sampled with sample_alpha > 0
-        batches = epoch_batches(corpus, t.batch_tokens, t.seed, self.state.epoch)
-        if len(batches) < self.ctx.world_size:
-            raise TrainingError(
-                f"the training data makes {len(batches)} batches per epoch, fewer than the "
-                f"{self.ctx.world_size} processes (lower train.batch_tokens)"
-            )
-        return batches
-
-    def _epoch_updates(self) -> Iterator[tuple[list[list[int]], int]]:
-        """This rank's remaining updates of the epoch: its micro-batches (sentence indices)
-        and the update's target tokens over all ranks, counted on the host."""
-        t, start = self.cfg.train, self.state.batch_in_epoch
-        batches = self._epoch_batches()
-        mine = accumulation_groups(shard_batches(batches, self.ctx)[start:], t.accumulate)
-        count = partial(target_tokens, self.data.train)
-        return zip(mine, update_tokens(batches, self.ctx, start, t.accumulate, count))
+        return epoch_batches_for(corpus, self.cfg.train, self.state.epoch, self.ctx)
 
     def _run_epoch(self) -> None:
-        updates = self._epoch_updates()  # first: the epoch's corpus may be a new sample
-        build = partial(make_batch, self.data.train, tok=self.tok)
+        batches = self._epoch_batches()  # first: the epoch's corpus may be a new sample
+        start, corpus = self.state.batch_in_epoch, self.data.train
+        updates = epoch_updates(batches, corpus, self.cfg.train, self.ctx, start)
+        build = partial(make_batch, corpus, tok=self.tok)
         for batches, tokens in device_updates(updates, build, self.device):
             self._update(batches, tokens)
             self.state.batch_in_epoch += len(batches)
@@ -174,40 +160,36 @@ class Trainer:
         skipped) and its target tokens over all ranks. For tests and benchmarks; the
         loop itself calls :meth:`_update`, which never waits for the device."""
         if tokens is None:
-            (total,) = all_sum([sum(b.n_tokens for b in batches)], self.ctx, self.device)
-            tokens = int(total)
-        mean = self._update([to_device(b, self.device) for b in batches], tokens)
+            tokens = int(all_sum([sum(b.n_tokens for b in batches)], self.ctx, self.device)[0])
+        loss = self._update([to_device(b, self.device) for b in batches], tokens).item()
         self._settle()
         self.ledger.restart_loss()
-        loss = mean.item()
         return (loss if math.isfinite(loss) else math.nan), tokens
 
     def _update(self, batches: list[Batch], tokens: int) -> torch.Tensor:
         """Queue one update from this rank's micro-batches and, through DDP, every other
-        rank's; returns its mean loss per target token, a () tensor left on the device.
+        rank's; return its mean loss per target token, a () tensor left on the device.
 
-        The summed loss is divided by the target tokens of the whole update (all
-        micro-batches of all ranks), so the gradient does not depend on how the update's
-        batches are spread over processes and accumulation steps. DDP averages gradients
-        over ranks, hence the factor world_size. Nothing here waits for the device: an
-        update whose loss is not finite is skipped by the optimizer itself, and
-        ``state.step`` counts the update now and gives it back when the host reads the
-        ledger (:meth:`_settle`).
+        The summed loss is divided by the target tokens of the whole update (all ranks and
+        micro-batches), so the gradient does not depend on how they are spread; DDP
+        averages over ranks, hence the factor world_size. Nothing here waits for the
+        device: a non-finite update is skipped by the optimizer itself, and ``state.step``
+        counts it until the host reads the ledger (:meth:`_settle`).
         """
         self.model.train()
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         if self.cudnn_dropout:
             reseed_cudnn_dropout(self.device)
-        losses = []
+        losses, t, pad = [], self.cfg.train, self.tok.pad_id
         for i, batch in enumerate(batches):
             with no_sync_unless(self.ddp, sync=i == len(batches) - 1):
-                loss = self._loss_sum(batch)  # () summed over the batch's target tokens
+                loss = batch_loss_sum(self.ddp, batch, t.precision, pad, t.label_smoothing)
                 self.opt.scaler.scale(loss * (self.ctx.world_size / tokens)).backward()
             losses.append(loss.detach())
         loss_sum = all_sum_(torch.stack(losses).sum(), self.ctx)  # () the same on every rank
         finite = torch.isfinite(loss_sum)  # () bool, on the device
-        self._apply_update(finite)
+        self.opt.apply(self.model.parameters(), self.cfg.train.clip_norm, finite)
         self.state.step += 1
         mean = loss_sum.double() / tokens  # ()
         self.ledger.add(mean, finite)
@@ -215,59 +197,16 @@ class Trainer:
 
     def _set_lr(self) -> None:
         t, step = self.cfg.train, self.state.step
-        spent = budget_fraction(t, step, self._seconds(), self.ctx, self.device)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.opt.schedule.lr(step + 1, spent)
-
-    def _loss_sum(self, batch: Batch) -> torch.Tensor:
-        """Label-smoothed cross-entropy summed (not averaged) over the target tokens."""
-        with autocast(self.cfg.train.precision, self.device):
-            logits = self.ddp(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
-        return smoothed_cross_entropy(
-            logits.flatten(0, 1),  # (B*T, V)
-            batch.tgt_out.flatten(),  # (B*T,)
-            ignore_index=self.tok.pad_id,
-            label_smoothing=self.cfg.train.label_smoothing,
-        )
-
-    def _apply_update(self, finite: torch.Tensor) -> None:
-        """Unscale (fp16), clip, step, unless ``finite`` (a () bool on the device) is False.
-
-        A fused optimizer skips the update on the device through its ``found_inf`` flag,
-        the mechanism of PyTorch's gradient scaler (with fp16 the scaler sets the flag
-        from the gradients, which a non-finite loss makes non-finite too). Any other
-        optimizer needs the host to look at ``finite``. Gradients are identical on all
-        ranks, so are updates.
-        """
-        clip, scaler, optimizer = self.cfg.train.clip_norm, self.opt.scaler, self.optimizer
-        fused = bool(optimizer.defaults.get("fused"))
-        if not fused and not bool(finite):
-            return
-        if clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        if fused:
-            optimizer.found_inf = (~finite).float()  # () 1.0: leave weights and moments
-        scaler.step(optimizer)  # fp16: also skipped if the scaled gradients overflowed
-        scaler.update()
-        vars(optimizer).pop("found_inf", None)
+        self.opt.set_lr(step + 1, budget_fraction(t, step, self._seconds(), self.ctx, self.device))
 
     def _settle(self) -> Reading:
-        """Read the ledger (this waits for the device): take skipped updates back from the
-        step count, and stop after ``train.max_bad_steps`` consecutive ones."""
-        reading, s = self.ledger.read(), self.state
-        if reading.skipped:
-            s.step -= reading.skipped
-            log.warning(
-                "loss is not finite: %d update(s) skipped before step %d",
-                reading.skipped,
-                s.step + 1,
-            )
-        if reading.worst_run >= self.cfg.train.max_bad_steps:
+        """Read the ledger if anything is unread (this waits for the device), correct the
+        step count, and stop after ``train.max_bad_steps`` consecutive skipped updates."""
+        reading, bad = self.ledger.settle(self.state), self.cfg.train.max_bad_steps
+        if reading.worst_run >= bad:
             self._save_last()
             raise TrainingError(
-                f"{self.cfg.train.max_bad_steps} consecutive non-finite losses; stopping "
-                "(lower train.lr or check the data)"
+                f"{bad} consecutive non-finite losses; stopping (lower train.lr or check the data)"
             )
         return reading
 
@@ -303,28 +242,23 @@ class Trainer:
         return False
 
     def _first_stop(self) -> int:
-        minutes, interrupted = self._seconds() / 60, self.signals.requested
-        hit = first_stop(self.cfg.train, self.state, minutes, interrupted)
+        hit = first_stop(self.cfg.train, self.state, self._seconds() / 60, self.signals.requested)
         return all_min(hit, self.ctx, self.device)
 
     # --- validation and checkpoints -------------------------------------------------------
     def validate(self) -> dict:
         """Validate, keep the best checkpoint by BLEU, and save a resumable checkpoint."""
-        if self.ledger.unread:
-            self._settle()
+        self._settle()
         record = self.validator.validate(self.model, self.state, self._seconds)
         self.opt.schedule.on_validation(record["valid_bleu"])
         self._save_last()
         return record
 
     def _finish(self) -> None:
-        """Leave the final weights in last.safetensors (validation writes it too).
-
-        A run that stopped by its own limits between two validations is validated once
-        more, so that best.safetensors can be the final weights, and then (with
-        ``train.average_last``) its last checkpoints' average is validated; an
-        interrupted one is only saved, to resume quickly.
-        """
+        """Leave the final weights in last.safetensors. A run stopped by its own limits
+        is validated at its last step (best.safetensors may be the final weights), then
+        its last checkpoints' average (``train.average_last``); an interrupted one is
+        only saved, to resume quickly."""
         history = self.state.history
         completed = self.stop_reason != "interrupted" and self.state.step > 0
         if history and history[-1]["step"] == self.state.step:
@@ -341,9 +275,31 @@ class Trainer:
         return self.clock.seconds(self.state.elapsed)
 
     def _save_last(self) -> None:
-        if self.ledger.unread:
-            self._settle()
+        self._settle()
         self.checkpoints.save_last(self.model, self.opt, self.state)
+
+
+def epoch_batches_for(
+    corpus: ParallelCorpus, t: TrainConfig, epoch: int, ctx: DistContext
+) -> list[list[int]]:
+    """The epoch's batches (sentence indices), enough of them for every process."""
+    batches = epoch_batches(corpus, t.batch_tokens, t.seed, epoch)
+    if len(batches) < ctx.world_size:
+        raise TrainingError(
+            f"the training data makes {len(batches)} batches per epoch, fewer than the "
+            f"{ctx.world_size} processes (lower train.batch_tokens)"
+        )
+    return batches
+
+
+def epoch_updates(
+    batches: list[list[int]], corpus: ParallelCorpus, t: TrainConfig, ctx: DistContext, start: int
+) -> Iterator[tuple[list[list[int]], int]]:
+    """This rank's updates of an epoch from its batch ``start`` on: the micro-batches of
+    each, and its target tokens over all ranks, counted on the host."""
+    mine = accumulation_groups(shard_batches(batches, ctx)[start:], t.accumulate)
+    count = partial(target_tokens, corpus)
+    return zip(mine, update_tokens(batches, ctx, start, t.accumulate, count))
 
 
 def budget_fraction(

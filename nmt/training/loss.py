@@ -20,10 +20,18 @@ gradient. Values and gradients equal ``F.cross_entropy`` with ``reduction="sum"`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
+from nmt.batching import Batch
+from nmt.precision import autocast
+
 CHUNK_ROWS = 1024  # rows of fp32 temporaries at a time (1024 x 8k vocabulary = 32 MiB)
+# On a GPU memory is plentiful and every chunk costs kernel launches: 16k rows of an 8k
+# vocabulary are 512 MiB of fp32 temporaries, one chunk for most batches.
+GPU_CHUNK_ROWS = 16384
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -34,7 +42,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         vocab = logits.size(-1)
         lse = torch.empty(logits.size(0), dtype=torch.float32, device=logits.device)  # (N,)
         total = logits.new_zeros((), dtype=torch.float32)
-        for rows in _chunks(logits.size(0)):
+        for rows in _chunks(logits):
             z = logits[rows].float()  # (C, V)
             lse[rows] = torch.logsumexp(z, dim=-1)  # (C,)
             z_t = z.gather(1, safe[rows, None]).squeeze(1)  # (C,)
@@ -50,7 +58,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         eps, vocab = ctx.eps, logits.size(-1)
         grad = torch.empty_like(logits)  # (N, V) in the logits' dtype
         scale = keep * grad_out  # (N,) zero on padding
-        for rows in _chunks(logits.size(0)):
+        for rows in _chunks(logits):
             g = logits[rows].to(torch.float32, copy=True)  # (C, V), never a view of logits
             g.sub_(lse[rows, None]).exp_().sub_(eps / vocab)  # softmax - eps / V
             g.scatter_add_(1, safe[rows, None], g.new_full((g.size(0), 1), eps - 1.0))
@@ -58,8 +66,9 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         return grad, None, None, None
 
 
-def _chunks(n: int) -> list[slice]:
-    return [slice(i, min(i + CHUNK_ROWS, n)) for i in range(0, n, CHUNK_ROWS)]
+def _chunks(logits: Tensor) -> list[slice]:
+    n, size = logits.size(0), CHUNK_ROWS if logits.device.type == "cpu" else GPU_CHUNK_ROWS
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def smoothed_cross_entropy(
@@ -67,3 +76,22 @@ def smoothed_cross_entropy(
 ) -> Tensor:
     """Summed label-smoothed cross-entropy: logits (N, V), target (N,) -> () float32."""
     return _SmoothedCrossEntropy.apply(logits, target, ignore_index, label_smoothing)
+
+
+def batch_loss_sum(
+    forward: Callable[..., Tensor],
+    batch: Batch,
+    precision: str,
+    pad_id: int,
+    label_smoothing: float,
+) -> Tensor:
+    """Teacher-forced loss of ``batch`` summed (not averaged) over its target tokens: ()
+    float32. ``forward`` is the model (or its DDP wrapper), run under ``precision``."""
+    with autocast(precision, batch.src.device):
+        logits = forward(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
+    return smoothed_cross_entropy(
+        logits.flatten(0, 1),  # (B*T, V)
+        batch.tgt_out.flatten(),  # (B*T,)
+        ignore_index=pad_id,
+        label_smoothing=label_smoothing,
+    )

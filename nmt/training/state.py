@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor
 
 from nmt.average import save_step_checkpoint
 from nmt.checkpoint import (
@@ -56,6 +58,33 @@ class Optimization:
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
     scaler: torch.amp.GradScaler
+
+    def set_lr(self, step: int, progress: float) -> None:
+        """The schedule's learning rate for update ``step`` (see :meth:`LRSchedule.lr`)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr(step, progress)
+
+    def apply(self, params: Iterable[torch.Tensor], clip_norm: float, finite: Tensor) -> None:
+        """Unscale (fp16), clip, step, unless ``finite`` (a () bool on the device) is False.
+
+        A fused optimizer skips the update on the device through its ``found_inf`` flag,
+        the mechanism of PyTorch's gradient scaler (with fp16 the scaler sets the flag
+        from the gradients, which a non-finite loss makes non-finite too), so the host
+        does not wait for the device; any other optimizer needs the host to look at
+        ``finite``. Gradients are identical on all ranks, so are updates.
+        """
+        optimizer, scaler = self.optimizer, self.scaler
+        fused = bool(optimizer.defaults.get("fused"))
+        if not fused and not bool(finite):
+            return
+        if clip_norm > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        if fused:
+            optimizer.found_inf = (~finite).float()  # () 1.0: leave weights and moments
+        scaler.step(optimizer)  # fp16: also skipped if the scaled gradients overflowed
+        scaler.update()
+        vars(optimizer).pop("found_inf", None)
 
 
 class Checkpointer:

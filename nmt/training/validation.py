@@ -16,10 +16,9 @@ import torch
 from nmt.batching import epoch_batches, make_batch
 from nmt.config import SearchConfig
 from nmt.models.base import Seq2Seq
-from nmt.precision import autocast
 from nmt.training.averaging import average_of_last, swapped_weights
 from nmt.training.distributed import broadcast_object
-from nmt.training.loss import smoothed_cross_entropy
+from nmt.training.loss import batch_loss_sum
 from nmt.training.prefetch import to_device
 from nmt.training.reporting import Reporter
 from nmt.training.setup import Corpora
@@ -102,14 +101,8 @@ class Validator:
         count = 0
         for indices in epoch_batches(self.data.valid, self.cfg.train.batch_tokens, 0, 0):
             batch = to_device(make_batch(self.data.valid, indices, self.tok), self.device)
-            with autocast(self.cfg.train.precision, self.device):
-                logits = model(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
-            total += smoothed_cross_entropy(
-                logits.flatten(0, 1),  # (B*T, V)
-                batch.tgt_out.flatten(),  # (B*T,)
-                ignore_index=self.tok.pad_id,
-                label_smoothing=0.0,
-            )
+            precision, pad = self.cfg.train.precision, self.tok.pad_id
+            total += batch_loss_sum(model, batch, precision, pad, label_smoothing=0.0)
             count += batch.n_tokens
         return total.item() / max(count, 1)
 
