@@ -104,14 +104,12 @@ class Trainer:
         if resume:
             self.state = self.checkpoints.restore(self.model, self.opt)
         steps = total_steps(cfg, self.data.train, self.ctx.world_size)
-        resumed_at, is_main = self.state.step, self.ctx.is_main
-        self.reporter = Reporter(self.run, steps, cfg.train, is_main, resumed_at=resumed_at)
+        self.reporter = Reporter(self.run, steps, cfg.train, self.ctx.is_main, self.state.step)
         self.validator = Validator(self.data, self.device, self.checkpoints, self.reporter)
         self.signals = StopOnSignal()
         self.stop_reason = ""
         self.ledger = UpdateLedger(self.device)  # losses and skipped updates, on the device
-        # Read after every update on the CPU (nothing to wait for), else every log_every.
-        self.read_every = 1 if self.device.type == "cpu" else cfg.train.log_every
+        self.read_every = 1 if self.device.type == "cpu" else cfg.train.log_every  # see ledger
         self.clock = Clock()  # training seconds, earlier processes of a resumed run included
         self.ddp = wrap_ddp(self.model, self.device, self.ctx)  # self.model stays the bare one
         log.info("model %s: %s parameters", cfg.model.type, f"{self.model.num_parameters():,}")
@@ -142,9 +140,9 @@ class Trainer:
         return epoch_batches_for(corpus, self.cfg.train, self.state.epoch, self.ctx)
 
     def _run_epoch(self) -> None:
-        batches = self._epoch_batches()  # first: the epoch's corpus may be a new sample
+        planned = self._epoch_batches()  # first: the epoch's corpus may be a new sample
         start, corpus = self.state.batch_in_epoch, self.data.train
-        updates = epoch_updates(batches, corpus, self.cfg.train, self.ctx, start)
+        updates = epoch_updates(planned, corpus, self.cfg.train, self.ctx, start)
         build = partial(make_batch, corpus, tok=self.tok)
         for batches, tokens in device_updates(updates, build, self.device):
             self._update(batches, tokens)
@@ -247,8 +245,8 @@ class Trainer:
 
     # --- validation and checkpoints -------------------------------------------------------
     def validate(self) -> dict:
-        """Validate, keep the best checkpoint by BLEU, and save a resumable checkpoint."""
-        self._settle()
+        """Validate, keep the best checkpoint by BLEU, and save a resumable checkpoint (the
+        ledger was read just before: by :meth:`_after_step` or at the stop)."""
         record = self.validator.validate(self.model, self.state, self._seconds)
         self.opt.schedule.on_validation(record["valid_bleu"])
         self._save_last()
