@@ -31,10 +31,13 @@ RUN = Path("/tmp/nmt-gpu-bench-run")  # checkpoints stay off $OUT (few, small fi
 def sweep(opts: argparse.Namespace) -> dict:
     """Target tokens/s of the recipe's model through the real training loop (batches
     built, pinned and copied ahead, updates queued, losses read every log_every)."""
+    import shutil
+
     import torch
 
     rows = []
     for precision in opts.precisions:
+        shutil.rmtree(RUN / f"sweep-{precision}", ignore_errors=True)
         if precision == "fp16" and not torch.cuda.is_available():
             rows.append({"precision": precision, "skipped": "fp16 needs CUDA"})
             continue
