@@ -27,7 +27,7 @@ from nmt.data import readers
 from nmt.data.readers import PairReader
 from nmt.data.sources import resolve_split
 from nmt.data.store import build, manifest
-from nmt.data.store.batches import epoch_batches, make_batch, shuffled_indices
+from nmt.data.store.batches import epoch_batches, make_batch, shuffled_indices, stable_rank
 from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.ensure import ensure_store, plan_store, store_problem
 from nmt.data.store.manifest import StoreError
@@ -118,6 +118,8 @@ def test_same_batches_as_in_memory_on_fixtures(
         old = batching.epoch_batches(reference, batch_tokens, seed, epoch)
         new = epoch_batches(corpus, batch_tokens, seed, epoch)
         assert [b.tolist() for b in new] == old
+        new.reverse()  # the caller's list is its own: the corpus keeps the epoch
+        assert [b.tolist() for b in epoch_batches(corpus, batch_tokens, seed, epoch)] == old
 
 
 def test_same_batches_as_in_memory_on_a_random_corpus() -> None:
@@ -130,6 +132,15 @@ def test_same_batches_as_in_memory_on_a_random_corpus() -> None:
         old = batching.epoch_batches(reference, batch_tokens, seed, epoch)
         new = epoch_batches(corpus, batch_tokens, seed, epoch)
         assert [b.tolist() for b in new] == old
+
+
+@pytest.mark.parametrize("longest", [200, 3000, 70_000])  # one radix pass, two, lexsort
+def test_stable_rank_sorts_like_a_stable_sort(longest: int) -> None:
+    rng = np.random.default_rng(longest)
+    primary = rng.integers(0, longest, 5000).astype(np.int32)
+    secondary = rng.integers(0, 20, 5000).astype(np.int32)
+    expected = sorted(range(5000), key=lambda i: (primary[i], secondary[i]))
+    assert stable_rank(primary, secondary).tolist() == expected
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 1000])
@@ -275,6 +286,13 @@ def test_damaged_store_is_detected_and_rebuilt(data_dir: Path, tok: Tokenizer, d
     assert problem and {"flip": "corrupted", "truncate": "truncated"}.get(damage, "") in problem
     assert ensure_store(cfg, "train", tok) == directory
     assert rows(StoreCorpus.open(directory)) == expected
+
+
+def test_unwritable_store_folder_is_a_clear_error(data_dir: Path, tok: Tokenizer) -> None:
+    (data_dir / "a-file").write_text("", encoding="utf-8")
+    cfg = config_for(data_dir, **{"data.store_dir": str(data_dir / "a-file" / "stores")})
+    with pytest.raises(StoreError, match="cannot build the data store .*set data.store_dir"):
+        ensure_store(cfg, "train", tok)
 
 
 def test_interrupted_build_leaves_no_store(
@@ -462,3 +480,12 @@ def test_percentiles_match_numpy() -> None:
     for p in (50, 90, 99):
         assert got[f"p{p}"] == int(np.percentile(lengths, p, method="inverted_cdf"))
     assert got["max"] == lengths.max()
+
+
+def test_a_dying_encoding_process_is_an_error_not_a_hang(data_dir: Path, tok: Tokenizer) -> None:
+    class Broken:  # a tokenizer whose model the worker processes cannot load
+        src_proto, tgt_proto, joint = b"not a model", None, True
+
+    reader = PairReader(resolve_split(config_for(data_dir).data, "train"), chunk_pairs=50)
+    with pytest.raises(build.BuildFailure, match="encoding process"):
+        list(build._encoded(reader, Broken(), MAX_LEN, processes=2))

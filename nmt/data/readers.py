@@ -9,6 +9,7 @@ Errors name the file and the line, as :mod:`nmt.textio` does, and are
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import zlib
@@ -78,28 +79,19 @@ class LineReader:
                 "is the file truncated or not gzip?"
             ) from e
 
-    def _open(self) -> _Opened:
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[tuple[BinaryIO, BinaryIO]]:
+        """(the file on disk, the stream of its text bytes: the file or a gzip reader)."""
         try:
-            raw = open(self.path, "rb")  # noqa: SIM115 (closed by _Opened)
+            raw = open(self.path, "rb")  # noqa: SIM115 (closed below)
         except OSError as e:
             raise CorpusError(f"cannot read {self.path}: {e.strerror or e}") from e
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip_name(self.path) else raw
-        return _Opened(raw, stream)
-
-
-class _Opened:
-    """Context manager closing a file and the gzip stream over it."""
-
-    def __init__(self, raw: BinaryIO, stream: BinaryIO) -> None:
-        self.raw, self.stream = raw, stream
-
-    def __enter__(self) -> tuple[BinaryIO, BinaryIO]:
-        return self.raw, self.stream
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stream is not self.raw:
-            self.stream.close()
-        self.raw.close()
+        with raw:
+            if not is_gzip_name(self.path):
+                yield raw, raw
+                return
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                yield raw, stream
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """Building a store: stream the corpus, encode it on all cores, write the arrays atomically.
 
 The main process reads the corpus in chunks of pairs and hands them to a pool of
-encoding processes (at most ``2 x processes`` chunks in flight, so memory stays flat);
-results come back in order and are appended to the array files, hashed on the way. The
-store is written into a temporary directory beside its final place, every file is
-fsync'ed, and the directory is renamed into place: a build that is interrupted leaves
-no store that could be mistaken for a complete one.
+encoding processes, at most ``2 x processes`` chunks in flight so that memory stays
+flat (``concurrent.futures``: it reports a worker that died, where
+``multiprocessing.Pool`` would wait for it forever). Results come back in order and
+are appended to the array files, hashed on the way. The store is written into a
+temporary directory beside its final place, every file is fsync'ed, and the directory
+is renamed into place: a build that is interrupted leaves no store that could be
+mistaken for a complete one.
 
 Processes, not threads: SentencePiece's batch encoding can use threads, but it returns
 Python lists built under the GIL, and on this machine ``num_threads=2`` encoded no
@@ -25,6 +27,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +39,16 @@ from nmt.data.readers import PairReader
 from nmt.data.sources import CorpusSource
 from nmt.data.store.encode import ChunkEncoder, EncodedChunk, encode_in_worker, init_worker
 from nmt.data.store.manifest import FORMAT, fingerprint, write_manifest
+from nmt.errors import RuntimeFailure
 from nmt.progress import console
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.data.store")
+
+
+class BuildFailure(RuntimeFailure):
+    """The store could not be built although its input was fine."""
+
 
 SMALL_INPUT_BYTES = 8 << 20  # below this, encoding in this process beats starting a pool
 CHUNK_PAIRS = 8192
@@ -222,22 +232,31 @@ def _write_store(
 def _encoded(
     reader: PairReader, tok: Tokenizer, max_len: int, processes: int
 ) -> Iterator[EncodedChunk]:
-    """The reader's chunks encoded, in order: here, or by a pool of ``processes``."""
+    """The reader's chunks encoded, in order: here, or by ``processes`` worker processes."""
     if processes <= 1:
         encoder = ChunkEncoder(tok, max_len)
         for chunk in reader:
             yield encoder(chunk.src, chunk.tgt)
         return
     init_args = (tok.src_proto, None if tok.joint else tok.tgt_proto, max_len)
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(processes, init_worker, init_args) as pool:  # terminates on exit
-        pending: collections.deque = collections.deque()
-        for chunk in reader:
-            pending.append(pool.apply_async(encode_in_worker, (chunk.src, chunk.tgt)))
-            if len(pending) > 2 * processes:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, spawn, init_worker, init_args) as pool:
+        pending: collections.deque[Future] = collections.deque()
+        try:
+            for chunk in reader:
+                pending.append(pool.submit(encode_in_worker, chunk.src, chunk.tgt))
+                if len(pending) > 2 * processes:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool as e:
+            raise BuildFailure(
+                "an encoding process of the store build died (out of memory?); "
+                "set data.workers lower"
+            ) from e
+        finally:
+            for future in pending:  # on an error: do not wait for queued chunks
+                future.cancel()
 
 
 def _log_counts(source: CorpusSource, counts: Counts, max_len: int, seconds: float) -> None:

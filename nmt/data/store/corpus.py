@@ -9,6 +9,10 @@ holds one copy per machine however many training processes map it, and a row is 
 slice ``ids[offsets[i]:offsets[i+1]]``. Each side is three files (``<side>.ids.bin``,
 ``<side>.offsets.bin``, ``<side>.lengths.bin``); the lengths duplicate the offsets'
 differences so that batching reads a ready array instead of making one per process.
+
+Memory: the pages a process has touched count in its RSS (the kernel maps some 64 KB
+around each row read), but they are page cache, shared by every process that maps the
+store and reclaimable; PSS counts them once per machine.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class Side:
 
     def padded(self, indices: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``indices`` right-padded with ``pad_id``: ``(B, L)`` int64 ids, L the
-        longest row, and the ``(B,)`` lengths. Only the rows' pages are read."""
+        longest row, and the ``(B,)`` lengths. Only the pages around the rows are read."""
         starts = self.offsets[indices]  # (B,)
         lengths = self.lengths[indices].astype(np.int64)  # (B,)
         cols = np.arange(int(lengths.max()) if len(lengths) else 0)  # (L,)
@@ -56,6 +60,7 @@ class StoreCorpus:
         if len(src.lengths) != len(tgt.lengths):
             raise StoreError(f"store {directory}: sides of different lengths; rebuild it")
         self.src, self.tgt, self.directory = src, tgt, directory
+        self.last_epoch: tuple[tuple, list[np.ndarray]] | None = None  # see epoch_batches
 
     def __len__(self) -> int:
         return len(self.src.lengths)

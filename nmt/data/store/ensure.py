@@ -1,13 +1,15 @@
 """Where a split's store lives, whether it is up to date, and (re)building it if not.
 
 Location: ``<data.dir>/nmt-store/<split>.<src>-<tgt>.<key>/`` by default, or under
-``data.store_dir``. Beside the data, because a store belongs to its corpus: every run on
-that corpus (and every process of a run) shares one copy, on disk and in the page cache,
-and it goes wherever the data goes; a read-only data folder needs ``data.store_dir``.
-The folder is visible (not a dot-folder) so that the disk space it takes is seen. The
-``key`` hashes the tokenizer model(s), the corpus paths and ``max_len``: a store made with
-another tokenizer sits in another folder and is never opened for this one. Old stores
-are not removed automatically; deleting ``nmt-store`` only costs a rebuild.
+``data.store_dir``. Beside the data rather than in a run directory, because a store
+belongs to its corpus: every run on that corpus (and every process of a run) shares one
+copy, on disk and in the page cache, and deleting the data folder deletes its store; a
+read-only data folder needs ``data.store_dir``. The folder is visible (not a dot-folder)
+so that the disk space it takes is seen. The ``key`` hashes the tokenizer model(s), the
+corpus files' absolute paths and ``max_len``: a store made with another tokenizer sits
+in another folder and is never opened for this one, and two corpora never share a folder
+even under one ``data.store_dir`` (a moved corpus is built again). Old stores are not
+removed automatically; deleting ``nmt-store`` only costs a rebuild.
 
 A lock file (``flock``) serialises the check and the build, so that two commands that
 start together on one machine build a store once.
@@ -19,7 +21,6 @@ import contextlib
 import fcntl
 import logging
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,43 +96,35 @@ def _manifest_problem(
         return f"store format {manifest['format']}, this version reads {FORMAT}"
     if manifest["identity"] != plan.identity:
         return "made with another tokenizer, other files or another max_len"
-    refresh = False
+    inputs = []
     for recorded, path in zip(manifest["inputs"], plan.source.paths, strict=True):
-        reason, touched = input_change(recorded, path, full=hash_inputs)
+        reason, record = input_change(recorded, path, full=hash_inputs)
         if reason:
             return reason
-        refresh |= touched
+        inputs.append(record)
     for name, entry in manifest["arrays"].items():
         if reason := array_problem(plan.directory, name, entry, full=hash_arrays):
             return reason
-    if refresh:  # only modification times moved: record them, hash less next time
-        manifest["inputs"] = _refreshed(manifest["inputs"], plan.source.paths)
-        write_manifest(plan.directory, manifest)
+    if inputs != manifest["inputs"]:  # files hashed again and unchanged: hash less next time
+        with contextlib.suppress(OSError):  # a read-only store stays as it is
+            write_manifest(plan.directory, {**manifest, "inputs": inputs})
     return None
 
 
-def _refreshed(inputs: list[dict[str, Any]], paths: tuple[Path, ...]) -> list[dict[str, Any]]:
-    now = time.time_ns()  # the files were hashed just now
-    return [
-        {**rec, "mtime_ns": p.stat().st_mtime_ns, "hashed_at_ns": now}
-        for rec, p in zip(inputs, paths)
-    ]
-
-
 @contextlib.contextmanager
-def store_lock(directory: Path) -> Iterator[None]:
-    """Hold ``<directory>.lock`` exclusively (other processes wait)."""
+def store_lock(directory: Path) -> Iterator[OSError | None]:
+    """Hold ``<directory>.lock`` exclusively (other processes wait). Where it cannot be
+    made (a read-only data folder), yields the error instead: a ready store can still be
+    used there, but none can be built."""
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         lock = open(directory.with_name(directory.name + ".lock"), "a")  # noqa: SIM115
     except OSError as e:
-        raise StoreError(
-            f"cannot write the data store in {directory.parent}: {e.strerror or e} "
-            "(set data.store_dir to a writable folder)"
-        ) from e
+        yield e
+        return
     with lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        yield
+        yield None
 
 
 def ensure_store(
@@ -145,11 +138,16 @@ def ensure_store(
 ) -> Path:
     """The folder of ``split``'s up-to-date store, built first if missing or stale."""
     plan = plan_store(cfg, split, tok)
-    with store_lock(plan.directory):
+    with store_lock(plan.directory) as unwritable:
         reason = "rebuild asked for" if rebuild else store_problem(plan, hash_inputs, hash_arrays)
         if reason is None:
             log.info("data store %s is up to date", plan.directory)
             return plan.directory
+        if unwritable is not None:
+            raise StoreError(
+                f"cannot build the data store in {plan.directory.parent} ({reason}): "
+                f"{unwritable.strerror or unwritable}; set data.store_dir to a writable folder"
+            )
         level = logging.INFO if reason == "not built yet" else logging.WARNING
         log.log(level, "building data store %s (%s)", plan.directory, reason)
         build_store(plan.source, tok, plan.max_len, plan.directory, plan.identity, cfg.data.workers)

@@ -67,20 +67,23 @@ def fingerprint(path: Path) -> dict[str, Any]:
     }
 
 
-def input_change(recorded: dict[str, Any], path: Path, full: bool) -> tuple[str | None, bool]:
-    """(why ``path`` no longer matches ``recorded``, or None; whether its stat should be
-    refreshed because only its modification time moved)."""
+def input_change(
+    recorded: dict[str, Any], path: Path, full: bool
+) -> tuple[str | None, dict[str, Any]]:
+    """(why ``path`` no longer matches ``recorded``, or None; the record to keep: a new
+    one with the file's current time when it was hashed and found unchanged)."""
     if str(path.resolve()) != recorded.get("path"):
-        return f"{path} is not the file the store was built from", False
+        return f"{path} is not the file the store was built from", recorded
+    hashed_at = time.time_ns()
     st = path.stat()
     if st.st_size != recorded["size"]:
-        return f"{path} changed size", False
+        return f"{path} changed size", recorded
     old_enough = recorded["mtime_ns"] < recorded["hashed_at_ns"] - RACY_NS
     if not full and old_enough and st.st_mtime_ns == recorded["mtime_ns"]:
-        return None, False
+        return None, recorded
     if sha256_file(path) != recorded["sha256"]:
-        return f"{path} changed", False
-    return None, st.st_mtime_ns != recorded["mtime_ns"] or not old_enough
+        return f"{path} changed", recorded
+    return None, {**recorded, "mtime_ns": st.st_mtime_ns, "hashed_at_ns": hashed_at}
 
 
 def identity(source: CorpusSource, tokenizer: dict[str, str], max_len: int) -> dict[str, Any]:
