@@ -33,9 +33,9 @@ from nmt.data.store.ensure import ensure_store, plan_store, store_problem
 from nmt.data.store.manifest import StoreError
 from nmt.data.store.setup import load_training_data, prepare_tokenizer
 from nmt.data.store.stats import percentiles
-from nmt.distributed import DistContext, current, shard_batches
 from nmt.textio import CorpusError, read_parallel
 from nmt.tokenizer import Tokenizer, train_tokenizer
+from nmt.training.distributed import DistContext, current, shard_batches
 from tests.conftest import FIXTURES, tiny_config
 
 MAX_LEN = 60  # the tiny configs' data.max_len
@@ -173,7 +173,7 @@ def test_empty_targets_batch_like_collate(tok: Tokenizer) -> None:
 
 def test_first_20_losses_equal_the_in_memory_path(data_dir: Path, tmp_path: Path) -> None:
     """The training hook: swap load_corpora/epoch_batches/make_batch for the store's."""
-    from nmt.train import Trainer
+    from nmt.training import Trainer
 
     cfg = config_for(data_dir)
 
@@ -186,7 +186,7 @@ def test_first_20_losses_equal_the_in_memory_path(data_dir: Path, tmp_path: Path
         while len(out) < 20:
             for indices in epochs(trainer.data.train, t.batch_tokens, t.seed, epoch)[:20]:
                 batch = make(trainer.data.train, indices, trainer.tok)
-                out.append(trainer.train_step([batch]))
+                out.append(trainer.train_step([batch])[0])  # (loss, tokens)
             epoch += 1
         return out[:20]
 

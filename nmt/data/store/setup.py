@@ -14,21 +14,24 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nmt.config import Config
 from nmt.data.readers import PairReader, read_pairs
 from nmt.data.sources import CorpusSource, is_gzip_name, resolve_split
 from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.ensure import ensure_store
-from nmt.distributed import DistContext, main_first
 from nmt.tokenizer import Tokenizer, train_tokenizer
+
+if TYPE_CHECKING:
+    from nmt.training.distributed import DistContext
 
 log = logging.getLogger("nmt.data.store")
 
 
 @dataclass
 class TrainingData:
-    """What training reads (the fields of ``nmt.train.Corpora``)."""
+    """What training reads (the fields of ``nmt.training.setup.Corpora``)."""
 
     train: StoreCorpus  # memory-mapped training pairs
     valid: StoreCorpus  # every validation pair, in memory (validation loss)
@@ -39,6 +42,10 @@ class TrainingData:
 def load_training_data(cfg: Config, tok: Tokenizer, ctx: DistContext | None = None) -> TrainingData:
     """Open the training split's store (building it when missing or stale) and read the
     validation split; ``ctx``: this process's rank (one process if None)."""
+    # Imported here: the training set-up imports this module, and nmt.training's package
+    # import would otherwise run into it half-initialised (an import cycle).
+    from nmt.training.distributed import DistContext, main_first
+
     ctx = ctx or DistContext()
     d = cfg.data
     with main_first(ctx):  # rank 0 verifies or builds; the others then find it up to date
@@ -54,7 +61,7 @@ def load_training_data(cfg: Config, tok: Tokenizer, ctx: DistContext | None = No
 def prepare_tokenizer(cfg: Config) -> Tokenizer:
     """Load the config's SentencePiece model, training it on the training split if missing.
 
-    Like ``nmt.train.prepare_tokenizer``, for every input format: compressed or TSV
+    Like ``nmt.training.setup.prepare_tokenizer``, for every input format: compressed or TSV
     training data is first streamed into plain text files, which SentencePiece reads.
     """
     prefix, t = cfg.tokenizer_prefix(), cfg.tokenizer
