@@ -171,32 +171,29 @@ def test_empty_targets_batch_like_collate(tok: Tokenizer) -> None:
         assert torch.equal(getattr(old, name), getattr(new, name)), name
 
 
-def test_first_20_losses_equal_the_in_memory_path(data_dir: Path, tmp_path: Path) -> None:
-    """The training hook: swap load_corpora/epoch_batches/make_batch for the store's."""
+def test_first_20_losses_equal_the_in_memory_path(
+    data_dir: Path, tmp_path: Path, tok: Tokenizer
+) -> None:
+    """Training on the store's batches gives exactly the losses of today's in-memory path."""
     from nmt.training import Trainer
 
     cfg = config_for(data_dir)
+    memory = in_memory(data_dir, tok), batching.epoch_batches, batching.make_batch
+    store = load_training_data(cfg, tok).train, epoch_batches, make_batch
 
-    def losses(store: bool) -> list[float]:
-        trainer = Trainer(cfg, tmp_path / ("store" if store else "memory"))
-        if store:
-            trainer.data = load_training_data(cfg, trainer.tok, DistContext())
-        epochs, make = (epoch_batches, make_batch) if store else batching_functions()
+    def losses(corpus: object, epochs: object, make: object, name: str) -> list[float]:
+        trainer = Trainer(cfg, tmp_path / name)  # same seed: same weights, same dropout
         out, epoch, t = [], 0, cfg.train
         while len(out) < 20:
-            for indices in epochs(trainer.data.train, t.batch_tokens, t.seed, epoch)[:20]:
-                batch = make(trainer.data.train, indices, trainer.tok)
-                out.append(trainer.train_step([batch])[0])  # (loss, tokens)
+            for indices in epochs(corpus, t.batch_tokens, t.seed, epoch):
+                loss, _ = trainer.train_step([make(corpus, indices, trainer.tok)])
+                out.append(loss)
             epoch += 1
         return out[:20]
 
-    memory, store = losses(store=False), losses(store=True)
-    assert store == memory
-    assert len(set(memory)) > 10  # it trained on varied batches
-
-
-def batching_functions() -> tuple:
-    return batching.epoch_batches, batching.make_batch
+    expected = losses(*memory, "memory")
+    assert losses(*store, "store") == expected
+    assert len(set(expected)) > 10  # it trained on varied batches
 
 
 # --- staleness and integrity ------------------------------------------------------------------
