@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ import typer
 from nmt.command import friendly_errors
 from nmt.errors import UsageError
 
-data_app = typer.Typer(help="Download and prepare data sets.", no_args_is_help=True)
+data_app = typer.Typer(help="Download, prepare and inspect data sets.", no_args_is_help=True)
 tok_app = typer.Typer(help="Train and apply SentencePiece tokenizers.", no_args_is_help=True)
 
 
@@ -34,6 +35,45 @@ def data_multi30k(
     chosen = tuple((langs or ["de", "en"]) + (more_langs or []))
     files = fetch_multi30k(out, chosen, mirror)
     typer.echo(f"{len(files)} files in {out}")
+
+
+Overrides = Annotated[
+    list[str], typer.Option("--set", help="Override: section.key=value (repeatable).")
+]
+
+
+@data_app.command("prepare")
+@friendly_errors
+def data_prepare(
+    config: Annotated[Path, typer.Argument(help="YAML config (its data and tokenizer).")],
+    set_: Overrides = None,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild even an up-to-date store.")] = False,
+) -> None:
+    """Tokenize the training data once into the binary store `nmt train` reads.
+
+    `nmt train` builds a missing or stale store itself; this checks every file in full.
+    """
+    from nmt.config import load_config
+    from nmt.data.store.stats import format_stats, prepare
+
+    stats = prepare(load_config(config, set_ or []), rebuild)
+    typer.echo(format_stats({"train": stats}))
+
+
+@data_app.command("stats")
+@friendly_errors
+def data_stats(
+    config: Annotated[Path, typer.Argument(help="YAML config (its data and tokenizer).")],
+    set_: Overrides = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Pairs, subwords, length percentiles and length-filter drops of train and valid."""
+    from nmt.config import load_config
+    from nmt.data.store.stats import data_stats as compute
+    from nmt.data.store.stats import format_stats
+
+    stats = compute(load_config(config, set_ or []))
+    typer.echo(json.dumps(stats, indent=2) if as_json else format_stats(stats))
 
 
 # --- tokenize ------------------------------------------------------------------------------------

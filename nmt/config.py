@@ -31,10 +31,14 @@ class DataConfig:
     dir: str = "data/multi30k"  # folder holding plain-text files named <split>.<lang>
     src_lang: str = "de"
     tgt_lang: str = "en"
-    train: str = "train"  # split names: <dir>/<split>.<lang>
+    train: str = "train"  # split names: <dir>/<split>.<lang>[.gz], or a TSV file (see format)
     valid: str = "val"
     test: str = "test_2016_flickr"
     max_len: int = 100  # training pairs longer than this (in subwords) are dropped
+    format: str = "auto"  # plain: <split>.<lang>[.gz]; tsv: <split>[.tsv][.gz] with
+    #   source<TAB>target lines; auto: tsv where the split names a .tsv(.gz) file, else plain
+    store_dir: str = ""  # binary data store of the training split; "" = <dir>/nmt-store
+    workers: int = 0  # processes encoding the store; 0 = one per core
 
 
 @dataclass
@@ -163,6 +167,7 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    "data.format": ("auto", "plain", "tsv"),
     "tokenizer.type": ("bpe", "unigram"),
     "model.type": ("lstm", "attention", "transformer"),
     "model.attention.cell": ("rnn", "gru", "lstm"),
@@ -291,7 +296,7 @@ POSITIVE = (
     "model.transformer.encoder_layers model.transformer.decoder_layers"
 ).split()
 NON_NEGATIVE = (
-    "train.max_steps train.max_epochs train.max_minutes train.lr train.warmup_steps "
+    "data.workers train.max_steps train.max_epochs train.max_minutes train.lr train.warmup_steps "
     "train.clip_norm train.patience train.threads train.keep_checkpoints train.average_last "
     "tokenizer.sample_alpha "
     "search.length_penalty search.max_len_a search.max_len_b"

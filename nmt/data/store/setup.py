@@ -1,0 +1,93 @@
+"""What training calls: the tokenizer, then the training store and the validation set.
+
+:func:`load_training_data` replaces ``load_corpora`` of the training set-up. Under
+``torchrun``, rank 0 checks (and if needed builds) the store while the other ranks wait;
+then every rank maps the same files, so a machine holds one copy of the corpus however
+many processes train on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nmt.config import Config
+from nmt.data.readers import PairReader, read_pairs
+from nmt.data.sources import CorpusSource, is_gzip_name, resolve_split
+from nmt.data.store.corpus import StoreCorpus
+from nmt.data.store.ensure import ensure_store
+from nmt.tokenizer import Tokenizer, train_tokenizer
+
+if TYPE_CHECKING:
+    from nmt.training.distributed import DistContext
+
+log = logging.getLogger("nmt.data.store")
+
+
+@dataclass
+class TrainingData:
+    """What training reads (the fields of ``nmt.training.setup.Corpora``)."""
+
+    train: StoreCorpus  # memory-mapped training pairs
+    valid: StoreCorpus  # every validation pair, in memory (validation loss)
+    valid_src: list[str]  # the first ``train.valid_max_sentences`` (validation BLEU)
+    valid_ref: list[str]
+
+
+def load_training_data(cfg: Config, tok: Tokenizer, ctx: DistContext | None = None) -> TrainingData:
+    """Open the training split's store (building it when missing or stale) and read the
+    validation split; ``ctx``: this process's rank (one process if None)."""
+    # Imported here: the training set-up imports this module, and nmt.training's package
+    # import would otherwise run into it half-initialised (an import cycle).
+    from nmt.training.distributed import DistContext, main_first
+
+    ctx = ctx or DistContext()
+    d = cfg.data
+    with main_first(ctx):  # rank 0 verifies or builds; the others then find it up to date
+        directory = ensure_store(cfg, d.train, tok, hash_arrays=ctx.is_main)
+    train = StoreCorpus.open(directory)
+    va_src, va_tgt = read_pairs(resolve_split(d, d.valid))
+    valid = StoreCorpus.from_sequences(tok.encode_src(va_src), tok.encode_tgt(va_tgt))
+    n = cfg.train.valid_max_sentences or len(va_src)
+    log.info("data: %d training pairs, %d validation pairs", len(train), len(valid))
+    return TrainingData(train, valid, va_src[:n], va_tgt[:n])
+
+
+def prepare_tokenizer(cfg: Config) -> Tokenizer:
+    """Load the config's SentencePiece model, training it on the training split if missing.
+
+    Like ``nmt.training.setup.prepare_tokenizer``, for every input format: compressed or TSV
+    training data is first streamed into plain text files, which SentencePiece reads.
+    """
+    prefix, t = cfg.tokenizer_prefix(), cfg.tokenizer
+    src_path, tgt_path = Tokenizer.paths(prefix, t.joint)
+    if src_path.is_file() and tgt_path.is_file():
+        return Tokenizer.load(prefix, t.joint)
+    source = resolve_split(cfg.data, cfg.data.train)
+    with plain_text_files(source) as (src_file, tgt_file):
+        return train_tokenizer(
+            prefix, [src_file], [tgt_file], t.vocab_size, t.type, t.joint, t.character_coverage
+        )
+
+
+@contextlib.contextmanager
+def plain_text_files(source: CorpusSource) -> Iterator[tuple[Path, Path]]:
+    """``source`` as two uncompressed one-sentence-per-line files (temporary if needed)."""
+    if not source.is_tsv and not any(is_gzip_name(p) for p in source.paths):
+        yield source.paths[0], source.paths[1]
+        return
+    with tempfile.TemporaryDirectory(prefix="nmt-text-") as tmp:
+        paths = Path(tmp) / "src.txt", Path(tmp) / "tgt.txt"
+        with (
+            open(paths[0], "w", encoding="utf-8") as f_src,
+            open(paths[1], "w", encoding="utf-8") as f_tgt,
+        ):
+            for chunk in PairReader(source):
+                f_src.writelines(line + "\n" for line in chunk.src)
+                f_tgt.writelines(line + "\n" for line in chunk.tgt)
+        yield paths
