@@ -40,7 +40,7 @@ def measure_training(backbone: str, precision: str, steps: int, warmup: int) -> 
     cfg = load_config(REPO / "configs" / f"{backbone}.yaml", [f"train.precision={precision}"])
     trainer = Trainer(cfg, Path("/tmp/nmt-bench-unused"))
     batches = trainer.epoch_shard()[: warmup + steps]
-    from nmt.batching import make_batch
+    from nmt.data.store.batches import make_batch
 
     data = [make_batch(trainer.data.train, idx, trainer.tok) for idx in batches]
     for batch in data[:warmup]:

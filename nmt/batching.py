@@ -133,8 +133,3 @@ def collate(src: list[list[int]], tgt: list[list[int]], tok: Tokenizer) -> Batch
 
 def make_batch(corpus: ParallelCorpus, indices: list[int], tok: Tokenizer) -> Batch:
     return collate([corpus.src[i] for i in indices], [corpus.tgt[i] for i in indices], tok)
-
-
-def target_tokens(corpus: ParallelCorpus, indices: list[int]) -> int:
-    """The ``n_tokens`` of ``make_batch(corpus, indices)``, without building the batch."""
-    return sum(len(corpus.tgt[i]) + 1 for i in indices)

@@ -21,9 +21,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from nmt.batching import make_batch
 from nmt.checkpoint import load_checkpoint
 from nmt.config import ConfigError
+from nmt.data.store.batches import make_batch
 from nmt.precision import check_precision
 from nmt.training import Trainer
 from nmt.training.distributed import DistContext, accumulation_groups, process_group, shard_batches
@@ -159,7 +159,7 @@ def test_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
     one = Trainer(tiny_config("lstm", **off), tmp_path / "b")
     first, second = two.epoch_shard()[:2]
     micro = [make_batch(two.data.train, b, two.tok) for b in (first, second)]
-    merged = make_batch(one.data.train, first + second, one.tok)
+    merged = make_batch(one.data.train, [*first, *second], one.tok)
     assert two.train_step(micro) == pytest.approx(one.train_step([merged]), rel=1e-6)
     for (name, a), b in zip(two.model.named_parameters(), one.model.parameters()):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7), name

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmt.batching import make_batch, pad_sequences, target_tokens
+from nmt.batching import pad_sequences
 from nmt.checkpoint import load_checkpoint
 from nmt.config import load_config
+from nmt.data.store.batches import make_batch, target_tokens
 from nmt.training import Trainer, TrainingError
 from nmt.training.distributed import DistContext, accumulation_groups, shard_batches, update_tokens
 from nmt.training.setup import load_corpora
@@ -74,7 +75,7 @@ def test_skipped_updates_are_given_back_when_the_host_reads_late(tmp_path: Path)
 
 def test_a_skipped_update_leaves_weights_and_optimizer_untouched(tmp_path: Path) -> None:
     trainer = Trainer(tiny_config("transformer"), tmp_path / "run")
-    batch = make_batch(trainer.data.train, trainer.epoch_shard()[0], trainer.tok)
+    batch = trainer.data.train.make_batch(trainer.epoch_shard()[0], trainer.tok)
     trainer.train_step([batch])
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     moments = {k: v["exp_avg"].clone() for k, v in trainer.optimizer.state.items()}

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 
-from nmt.batching import Batch, ParallelCorpus, epoch_batches, make_batch, target_tokens
+from nmt.batching import Batch
 from nmt.config import Config, TrainConfig
+from nmt.data.store.batches import epoch_batches, make_batch, target_tokens
+from nmt.data.store.corpus import StoreCorpus
 from nmt.device import resolve_device
 from nmt.errors import RuntimeFailure
 from nmt.models.base import Seq2Seq
@@ -90,7 +92,7 @@ class Trainer:
         seed_and_threads(cfg.train)
         with main_first(self.ctx):  # rank 0 trains a missing tokenizer, the others load it
             self.tok = run_tokenizer(cfg, self.run, resume, init)
-        self.data = load_corpora(cfg, self.tok)
+        self.data = load_corpora(cfg, self.tok, self.ctx)
         self.model: Seq2Seq = make_model(cfg, self.tok, self.device, init)
         self.cudnn_dropout = uses_cudnn_dropout(self.model, self.device)
         if self.ctx.enabled:  # same initial weights, but each rank its own dropout masks
@@ -278,7 +280,7 @@ class Trainer:
 
 
 def epoch_batches_for(
-    corpus: ParallelCorpus, t: TrainConfig, epoch: int, ctx: DistContext
+    corpus: StoreCorpus, t: TrainConfig, epoch: int, ctx: DistContext
 ) -> list[list[int]]:
     """The epoch's batches (sentence indices), enough of them for every process."""
     batches = epoch_batches(corpus, t.batch_tokens, t.seed, epoch)
@@ -291,7 +293,7 @@ def epoch_batches_for(
 
 
 def epoch_updates(
-    batches: list[list[int]], corpus: ParallelCorpus, t: TrainConfig, ctx: DistContext, start: int
+    batches: list[list[int]], corpus: StoreCorpus, t: TrainConfig, ctx: DistContext, start: int
 ) -> Iterator[tuple[list[list[int]], int]]:
     """This rank's updates of an epoch from its batch ``start`` on: the micro-batches of
     each, and its target tokens over all ranks, counted on the host."""

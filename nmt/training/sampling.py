@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import sentencepiece as spm
 
-from nmt.batching import ParallelCorpus, encode_corpus
+from nmt.batching import encode_corpus
 from nmt.config import TokenizerConfig
+from nmt.data.store.corpus import StoreCorpus
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.training")
@@ -74,10 +75,11 @@ class SubwordSampler:
             cfg.nbest_size,
         )
 
-    def corpus(self, epoch: int) -> ParallelCorpus:
+    def corpus(self, epoch: int) -> StoreCorpus:
         """The training pairs as segmented in ``epoch`` (a pure function of seed and epoch)."""
         spm.set_random_generator_seed(epoch_seed(self.seed, epoch))
-        return encode_corpus(self.encoder, self.src, self.tgt, self.max_len)
+        pairs = encode_corpus(self.encoder, self.src, self.tgt, self.max_len)
+        return StoreCorpus.from_sequences(pairs.src, pairs.tgt)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

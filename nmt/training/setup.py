@@ -10,33 +10,21 @@ from pathlib import Path
 
 import torch
 
-from nmt.batching import ParallelCorpus, encode_corpus, epoch_batches
-from nmt.config import Config, ConfigError, TrainConfig
+from nmt.batching import encode_corpus
+from nmt.config import Config, TrainConfig
+from nmt.data.store.batches import epoch_batches
+from nmt.data.store.corpus import StoreCorpus
+from nmt.data.store.setup import load_training_data, prepare_tokenizer
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.rundir import RunDir
 from nmt.textio import read_parallel
-from nmt.tokenizer import Tokenizer, train_tokenizer
+from nmt.tokenizer import Tokenizer
+from nmt.training.distributed import DistContext
 from nmt.training.sampling import SubwordSampler
 from nmt.training.warmstart import WarmStart
 
 log = logging.getLogger("nmt.training")
-
-
-def prepare_tokenizer(cfg: Config) -> Tokenizer:
-    """Load the config's SentencePiece model, training it on the training data if missing."""
-    prefix, t, d = cfg.tokenizer_prefix(), cfg.tokenizer, cfg.data
-    src_path, tgt_path = Tokenizer.paths(prefix, t.joint)
-    if src_path.is_file() and tgt_path.is_file():
-        return Tokenizer.load(prefix, t.joint)
-    src_file = Path(d.dir) / f"{d.train}.{d.src_lang}"
-    tgt_file = Path(d.dir) / f"{d.train}.{d.tgt_lang}"
-    for f in (src_file, tgt_file):
-        if not f.is_file():
-            raise ConfigError(f"training file {f} does not exist (run `nmt data multi30k` first?)")
-    return train_tokenizer(
-        prefix, [src_file], [tgt_file], t.vocab_size, t.type, t.joint, t.character_coverage
-    )
 
 
 def run_tokenizer(
@@ -56,21 +44,26 @@ def run_tokenizer(
 class Corpora:
     """Training pairs, validation pairs, and the validation text that BLEU is computed on."""
 
-    train: ParallelCorpus
-    valid: ParallelCorpus
+    train: StoreCorpus
+    valid: StoreCorpus
     valid_src: list[str]
     valid_ref: list[str]
     sampler: SubwordSampler | None = None  # tokenizer.sample_alpha > 0: train re-encoded
     train_epoch: int | None = None  # the epoch whose sample ``train`` holds
 
-    def start_epoch(self, epoch: int) -> ParallelCorpus:
+    def start_epoch(self, epoch: int) -> StoreCorpus:
         """The training pairs of ``epoch``: re-sampled under subword regularization."""
         if self.sampler is not None and self.train_epoch != epoch:
             self.train, self.train_epoch = self.sampler.corpus(epoch), epoch
         return self.train
 
 
-def load_corpora(cfg: Config, tok: Tokenizer) -> Corpora:
+def load_corpora(cfg: Config, tok: Tokenizer, ctx: DistContext | None = None) -> Corpora:
+    """The run's data: the memory-mapped store of the training split (built when missing
+    or stale), or, under subword regularization, the training text re-encoded each epoch."""
+    if cfg.tokenizer.sample_alpha <= 0:
+        data = load_training_data(cfg, tok, ctx)
+        return Corpora(data.train, data.valid, data.valid_src, data.valid_ref)
     d = cfg.data
     base = Path(d.dir)
     tr_src, tr_tgt = read_parallel(
@@ -79,13 +72,12 @@ def load_corpora(cfg: Config, tok: Tokenizer) -> Corpora:
     va_src, va_tgt = read_parallel(
         base / f"{d.valid}.{d.src_lang}", base / f"{d.valid}.{d.tgt_lang}"
     )
-    train = encode_corpus(tok, tr_src, tr_tgt, d.max_len)
-    valid = encode_corpus(tok, va_src, va_tgt, 0)
+    best = encode_corpus(tok, tr_src, tr_tgt, d.max_len)  # re-sampled when an epoch starts
+    train = StoreCorpus.from_sequences(best.src, best.tgt)
+    valid = StoreCorpus.from_sequences(tok.encode_src(va_src), tok.encode_tgt(va_tgt))
     n = cfg.train.valid_max_sentences or len(va_src)
+    sampler = SubwordSampler(tok, cfg.tokenizer, tr_src, tr_tgt, d.max_len, cfg.train.seed)
     log.info("data: %d training pairs, %d validation pairs", len(train), len(valid))
-    sampler = None
-    if cfg.tokenizer.sample_alpha > 0:
-        sampler = SubwordSampler(tok, cfg.tokenizer, tr_src, tr_tgt, d.max_len, cfg.train.seed)
     return Corpora(train, valid, va_src[:n], va_tgt[:n], sampler)
 
 
@@ -112,7 +104,7 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
         return cls(model.parameters(), foreach=True, **kwargs)
 
 
-def total_steps(cfg: Config, corpus: ParallelCorpus, world: int) -> int | None:
+def total_steps(cfg: Config, corpus: StoreCorpus, world: int) -> int | None:
     """Updates the run will make, for the progress bar (None: bounded by time only)."""
     t = cfg.train
     if t.max_steps:

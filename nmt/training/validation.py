@@ -13,8 +13,8 @@ from collections.abc import Callable
 import sacrebleu
 import torch
 
-from nmt.batching import epoch_batches, make_batch
 from nmt.config import SearchConfig
+from nmt.data.store.batches import epoch_batches, make_batch
 from nmt.models.base import Seq2Seq
 from nmt.training.averaging import average_of_last, swapped_weights
 from nmt.training.distributed import broadcast_object

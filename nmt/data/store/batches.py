@@ -118,3 +118,10 @@ def epoch_batches(
 def make_batch(corpus: StoreCorpus, indices: Sequence[int] | np.ndarray, tok: Tokenizer) -> Batch:
     """:func:`nmt.batching.make_batch` for a :class:`StoreCorpus` (identical tensors)."""
     return corpus.make_batch(indices, tok)
+
+
+def target_tokens(corpus: StoreCorpus, indices: Sequence[int] | np.ndarray) -> int:
+    """The ``n_tokens`` of ``make_batch(corpus, indices)`` (labels: target + EOS), without
+    building the batch."""
+    rows = np.asarray(indices, dtype=np.int64)
+    return int(corpus.tgt_lengths[rows].sum()) + len(rows)

@@ -29,13 +29,23 @@ from nmt.data.store.manifest import StoreError, array_problem, read_manifest
 from nmt.tokenizer import Tokenizer
 
 
-@dataclass
+@dataclass(eq=False)
 class Side:
     """One language side: all sequences concatenated, with offsets and lengths."""
 
     ids: np.ndarray  # (total ids,) uint16 or int32
     offsets: np.ndarray  # (N + 1,) int64, offsets[0] == 0
     lengths: np.ndarray  # (N,) int32
+
+    def __eq__(self, other: object) -> bool:
+        """Same sequences (whatever the id dtype or whether mapped from disk)."""
+        if not isinstance(other, Side):
+            return NotImplemented
+        return np.array_equal(self.lengths, other.lengths) and np.array_equal(
+            self.ids, other.ids
+        )
+
+    __hash__ = None  # mutable arrays: equal by value, not hashable
 
     def row(self, i: int) -> np.ndarray:
         return self.ids[self.offsets[i] : self.offsets[i + 1]]
