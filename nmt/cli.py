@@ -332,5 +332,27 @@ def average(
     typer.echo(f"averaged {len(used)} checkpoints into {output}")
 
 
+# --- export ----------------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def export(
+    model: Annotated[Path, typer.Argument(help="Run directory or checkpoint (a Transformer).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write (new or empty).")],
+    fmt: Annotated[str, typer.Option("--format", help="Export format: ctranslate2.")] = (
+        "ctranslate2"
+    ),
+    quantization: Annotated[
+        str, typer.Option(help="Weights: float32, int8, int8_bfloat16 or bfloat16.")
+    ] = "float32",
+) -> None:
+    """Export a Transformer to a CTranslate2 model directory (for nmt translate/serve DIR)."""
+    from nmt.export import export_ctranslate2
+
+    if fmt != "ctranslate2":
+        raise UsageError(f"--format must be ctranslate2, not '{fmt}'")
+    export_ctranslate2(model, out, quantization)
+    typer.echo(f"exported {model} to {out}")
+
+
 def main() -> None:
     app()

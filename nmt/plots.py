@@ -46,8 +46,11 @@ def sentence_attention(translator: Translator, line: str) -> AttentionMap:
 
     A model that only reports attention on request (an attribute ``keep_attention``, as
     the Transformer has) is switched on for this call and restored afterwards. Raises
-    :class:`PlotError` when the backbone has no attention to show.
+    :class:`PlotError` when the backbone has no attention to show. A translator that
+    collects attention its own way (an exported CTranslate2 model) is asked for it.
     """
+    if hasattr(translator, "attention_map"):
+        return translator.attention_map(line)
     model, tok = translator.model, translator.tok
     ids = tok.encode_src([line])[0]
     if translator.max_src_len and len(ids) > translator.max_src_len:

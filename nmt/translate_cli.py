@@ -11,7 +11,8 @@ from typing import TextIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nmt.config import ConfigError
+from nmt.config import ConfigError, SearchConfig
+from nmt.ct2_translator import is_export, make_ct2_translator
 from nmt.device import resolve_device
 from nmt.ensemble import load_models
 from nmt.precision import check_precision
@@ -34,16 +35,32 @@ def make_translator(
 ) -> Translator:
     """Load a checkpoint (several: an ensemble) and apply command-line search settings
     over its config's (the first model's config, for an ensemble)."""
+    if is_export(model_path):  # an `nmt export` directory: the search runs in CTranslate2
+        translator = make_ct2_translator(model_path, precision, device, quantization)
+        translator.search = _search(translator.search, beam, nbest, length_penalty, batch_size)
+        return translator
     dev = resolve_device(device)
     check_precision(precision, dev)
     model, tok, cfg = load_models(model_path, dev)
     model = quantize(model, quantization)
+    search = _search(cfg.search, beam, nbest, length_penalty, batch_size)
+    return Translator(model, tok, search, dev, precision)
+
+
+def _search(
+    search: SearchConfig,
+    beam: int | None,
+    nbest: int,
+    length_penalty: float | None,
+    batch_size: int | None,
+) -> SearchConfig:
+    """The model's search settings with the command line's over them, checked."""
     changes = {"beam": beam, "length_penalty": length_penalty, "batch_size": batch_size}
     search = dataclasses.replace(
-        cfg.search, nbest=nbest, **{k: v for k, v in changes.items() if v is not None}
+        search, nbest=nbest, **{k: v for k, v in changes.items() if v is not None}
     )
     _check_search(search.beam, search.nbest, search.batch_size, search.length_penalty)
-    return Translator(model, tok, search, dev, precision)
+    return search
 
 
 def _check_search(beam: int, nbest: int, batch_size: int, alpha: float) -> None:
