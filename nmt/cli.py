@@ -332,7 +332,7 @@ def average(
     typer.echo(f"averaged {len(used)} checkpoints into {output}")
 
 
-# --- export ----------------------------------------------------------------------------------
+# --- export and serve ------------------------------------------------------------------------
 @app.command()
 @friendly_errors
 def export(
@@ -352,6 +352,27 @@ def export(
         raise UsageError(f"--format must be ctranslate2, not '{fmt}'")
     export_ctranslate2(model, out, quantization)
     typer.echo(f"exported {model} to {out}")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    model: Annotated[Path, typer.Argument(help="Run directory, checkpoint or exported directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    beam: Beam = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sentences per search batch.")] = None,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a request waits for others to share its batch.")
+    ] = 5.0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    quantize: Annotated[str, typer.Option(help="none, or int8.")] = "none",
+) -> None:
+    """Serve translations over HTTP: POST /translate, GET /health, and a web page at /."""
+    from nmt.serve.server import ServeOptions, run_server
+
+    opts = ServeOptions(host, port, beam, batch_size, max_wait_ms, device, quantize)
+    run_server(model, opts)
 
 
 def main() -> None:
