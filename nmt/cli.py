@@ -369,6 +369,9 @@ def serve(
     quantize: Annotated[str, typer.Option(help="none, or int8.")] = "none",
 ) -> None:
     """Serve translations over HTTP: POST /translate, GET /health, and a web page at /."""
+    # Idle OpenMP threads must sleep, not spin: between batches the HTTP event loop needs
+    # the cores (set before torch or CTranslate2 load their OpenMP runtime).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from nmt.serve.server import ServeOptions, run_server
 
     opts = ServeOptions(host, port, beam, batch_size, max_wait_ms, device, quantize)

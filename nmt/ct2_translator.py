@@ -53,10 +53,6 @@ class ExportedModel:
     max_positions: int
     compute_type: str
 
-    @property
-    def has_attention(self) -> bool:
-        return True  # a Transformer: cross-attention of the last decoder layer
-
 
 @dataclass
 class CT2Translator(Translator):

@@ -89,14 +89,17 @@ def _check_out_dir(out: Path) -> None:
 
 
 def check_exportable(cfg: Config) -> None:
-    """Refuse, in one line, what CTranslate2 cannot run exactly."""
+    """Refuse, in one line, what CTranslate2 cannot run exactly.
+
+    Every Transformer the config allows maps exactly (pre/post-norm, tied or not, any
+    width, heads, depth and max_positions: the positions table is written, not
+    regenerated); the recurrent backbones have no CTranslate2 counterpart.
+    """
     if cfg.model.type != "transformer":
         raise ExportError(
             f"cannot export a '{cfg.model.type}' model: CTranslate2 runs Transformer "
             "encoder-decoders only, not recurrent (RNN) backbones"
         )
-    if cfg.model.transformer.norm not in ("pre", "post"):
-        raise ExportError(f"cannot export transformer norm '{cfg.model.transformer.norm}'")
 
 
 # --- the spec -------------------------------------------------------------------------------
