@@ -79,7 +79,22 @@ def export_ctranslate2(model_path: Path, out: Path, quantization: str = "float32
             out.rmdir()  # empty (checked above): replaced by the finished directory
         staging.replace(out)
     log.info("exported %s to %s (CTranslate2, %s)", source, out, quantization)
+    _warn_if_unsupported_here(quantization)
     return out
+
+
+def _warn_if_unsupported_here(quantization: str) -> None:
+    """bf16 weights are for machines that compute in bf16; say when this CPU does not."""
+    import ctranslate2
+
+    supported = ctranslate2.get_supported_compute_types("cpu")
+    if quantization not in supported:
+        log.warning(
+            "CTranslate2 computes %s on GPUs and some CPUs, not on this CPU (%s): here the "
+            "model will run in a type it supports",
+            quantization,
+            ", ".join(sorted(supported)),
+        )
 
 
 def _check_out_dir(out: Path) -> None:

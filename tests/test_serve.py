@@ -95,6 +95,8 @@ def test_a_request_with_many_sentences_keeps_their_order(client) -> None:
         (b'{"text": ["a", "b"], "attention": true}', 422, "exactly one sentence"),
         (b'{"text": ["a", "b", "c", "d", "e", "f", "g", "h", "i"]}', 413, "at most 8"),
         (b'{"text": ["' + b"x" * 201 + b'"]}', 413, "text.0 has 201 characters"),
+        (b'{"text": ["ok", "\\ud800"]}', 422, "text.1 holds a lone surrogate"),
+        (b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "not valid JSON"),
     ],
 )
 def test_bad_requests_get_a_json_4xx(client, body: bytes, status: int, message: str) -> None:

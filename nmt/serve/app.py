@@ -158,7 +158,7 @@ def parse_request(body: bytes, limits: ServeLimits) -> TranslateRequest:
         raise ApiError(400, 'empty body: send a JSON object such as {"text": ["Hallo Welt."]}')
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(422, 'the body must be a JSON object with a "text" list of strings')
@@ -184,10 +184,20 @@ def _check_sizes(req: TranslateRequest, limits: ServeLimits) -> None:
     for i, line in enumerate(req.text):
         if len(line) > limits.max_chars:
             raise ApiError(413, f"text.{i} has {len(line)} characters; at most {limits.max_chars}")
+        if not line.isascii() and not _is_unicode(line):
+            raise ApiError(422, f"text.{i} holds a lone surrogate (\\ud800-\\udfff escape)")
     if req.beam is not None and req.beam > limits.max_beam:
         raise ApiError(422, f"beam: at most {limits.max_beam}, got {req.beam}")
     if req.attention and len(req.text) != 1:
         raise ApiError(422, "attention: ask for it with exactly one sentence in text")
+
+
+def _is_unicode(line: str) -> bool:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _error_handlers(app: FastAPI) -> None:
