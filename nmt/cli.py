@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -347,6 +348,52 @@ def average(
 
     used = average_to_file(inputs, output, last, resolve_device(device))
     typer.echo(f"averaged {len(used)} checkpoints into {output}")
+
+
+# --- export and serve ------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def export(
+    model: Annotated[Path, typer.Argument(help="Run directory or checkpoint (a Transformer).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write (new or empty).")],
+    fmt: Annotated[str, typer.Option("--format", help="Export format: ctranslate2.")] = (
+        "ctranslate2"
+    ),
+    quantization: Annotated[
+        str, typer.Option(help="Weights: float32, int8, int8_bfloat16 or bfloat16.")
+    ] = "float32",
+) -> None:
+    """Export a Transformer to a CTranslate2 model directory (for nmt translate/serve DIR)."""
+    from nmt.export import export_ctranslate2
+
+    if fmt != "ctranslate2":
+        raise UsageError(f"--format must be ctranslate2, not '{fmt}'")
+    export_ctranslate2(model, out, quantization)
+    typer.echo(f"exported {model} to {out}")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    model: Annotated[Path, typer.Argument(help="Run directory, checkpoint or exported directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    beam: Beam = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sentences per search batch.")] = None,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a request waits for others to share its batch.")
+    ] = 5.0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    quantize: Annotated[str, typer.Option(help="none, or int8.")] = "none",
+) -> None:
+    """Serve translations over HTTP: POST /translate, GET /health, and a web page at /."""
+    # Idle OpenMP threads must sleep, not spin: between batches the HTTP event loop needs
+    # the cores (set before torch or CTranslate2 load their OpenMP runtime).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from nmt.serve.server import ServeOptions, run_server
+
+    opts = ServeOptions(host, port, beam, batch_size, max_wait_ms, device, quantize)
+    run_server(model, opts)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nmt.config import Config, SearchConfig
+from nmt.ct2_translator import is_export, make_ct2_translator
 from nmt.device import resolve_device
 from nmt.ensemble import load_models
 from nmt.errors import UsageError
@@ -67,11 +68,18 @@ def make_translator(
     over ``search`` (default: the first model's config's search section)."""
     if sampling is not None and beam is not None:
         raise UsageError("--sample draws the output at random: it does not combine with --beam")
-    model, tok, cfg, dev = load_for_inference(model_path, device, precision, quantization)
     changes = {"beam": beam, "length_penalty": length_penalty, "batch_size": batch_size}
-    search = dataclasses.replace(
-        search or cfg.search, nbest=nbest, **{k: v for k, v in changes.items() if v is not None}
-    )
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if is_export(model_path):  # an `nmt export` directory: the search runs in CTranslate2
+        if sampling is not None:
+            raise UsageError("--sample needs the PyTorch model (a run or checkpoint)")
+        translator = make_ct2_translator(model_path, precision, device, quantization)
+        translator.search = dataclasses.replace(search or translator.search, nbest=nbest, **changes)
+        s = translator.search
+        _check_search(s.beam, s.nbest, s.batch_size, s.length_penalty)
+        return translator
+    model, tok, cfg, dev = load_for_inference(model_path, device, precision, quantization)
+    search = dataclasses.replace(search or cfg.search, nbest=nbest, **changes)
     _check_search(search.beam, search.nbest, search.batch_size, search.length_penalty, sampling)
     return Translator(model, tok, search, dev, precision, sampling=sampling, seed=seed)
 

@@ -41,9 +41,7 @@ class Side:
         """Same sequences (whatever the id dtype or whether mapped from disk)."""
         if not isinstance(other, Side):
             return NotImplemented
-        return np.array_equal(self.lengths, other.lengths) and np.array_equal(
-            self.ids, other.ids
-        )
+        return np.array_equal(self.lengths, other.lengths) and np.array_equal(self.ids, other.ids)
 
     __hash__ = None  # mutable arrays: equal by value, not hashable
 

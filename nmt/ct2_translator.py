@@ -1,0 +1,240 @@
+"""Translating with an exported CTranslate2 model directory (see :mod:`nmt.export`).
+
+:class:`CT2Translator` is a :class:`~nmt.translate.Translator` whose search runs in
+CTranslate2: reading input in chunks, length-sorted batches, empty lines, truncation of
+over-long sources and detokenization are the ones of the PyTorch path, so the guarantee
+is the same: N lines in, N lines out, in order.
+
+Search settings and how CTranslate2 honours them:
+
+- ``beam``, ``nbest``: ``beam_size``, ``num_hypotheses``;
+- maximum output length ``a * source_length + b`` (per sentence, as
+  :class:`~nmt.search.SearchLimits` computes it): CTranslate2 takes one
+  ``max_decoding_length`` per call, so a batch runs with the largest bound and the rare
+  sentence that outgrows its own bound is searched again alone with it;
+- ``length_penalty`` alpha: CTranslate2 ranks finished hypotheses by
+  ``log_prob / length ** alpha`` where ``nmt`` uses Wu et al.'s ``((5 + length) / 6) **
+  alpha``, so beam search may rank some candidates differently; greedy search is the same
+  search in both (and gives the same output on a trained model: tests/test_export.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmt.batching import pad_sequences
+from nmt.config import ConfigError, SearchConfig, from_dict
+from nmt.errors import UsageError
+from nmt.export import FORMAT, META_FILE, is_exported_dir, vocabulary
+from nmt.search import Hypothesis
+from nmt.tokenizer import Tokenizer, TokenizerError
+from nmt.translate import AttentionMap, Translator
+
+log = logging.getLogger("nmt.ct2")
+
+
+class ExportedModelError(UsageError):
+    """An exported directory that cannot be loaded; the message says why."""
+
+
+@dataclass
+class ExportedModel:
+    """A CTranslate2 translator over an exported directory, and what it was exported with."""
+
+    engine: Any  # ctranslate2.Translator
+    path: Path
+    max_positions: int
+    compute_type: str
+
+
+@dataclass
+class CT2Translator(Translator):
+    """The :class:`Translator` interface over :class:`ExportedModel` (``model``)."""
+
+    def _search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
+        """Hypotheses for EOS-terminated source ids, each within its length bound."""
+        bounds = self._max_tokens(ids)
+        results = self._run(ids, max(bounds))
+        for i, hyps in enumerate(results):
+            if any(len(h.tokens) > bounds[i] for h in hyps):  # outgrew its own bound
+                results[i] = self._run([ids[i]], bounds[i])[0]
+        return results
+
+    def _max_tokens(self, ids: list[list[int]]) -> list[int]:
+        """Most output tokens per sentence: the bound of :class:`SearchLimits` minus EOS."""
+        mask = pad_sequences(ids, self.tok.pad_id) != self.tok.pad_id  # (B, S)
+        return [int(n) - 1 for n in self.limits.max_lengths(mask)]
+
+    def _run(self, ids: list[list[int]], max_tokens: int) -> list[list[Hypothesis]]:
+        if max_tokens < 1:
+            return [[Hypothesis([], 0.0, 0.0)] for _ in ids]
+        s = self.search
+        results = self.model.engine.translate_batch(
+            [self._pieces(x) for x in ids],
+            beam_size=s.beam,
+            num_hypotheses=s.nbest,
+            length_penalty=s.length_penalty,
+            max_decoding_length=max_tokens,
+            max_input_length=0,  # sources are already cut to the model's positions
+            return_scores=True,
+        )
+        return [self._hypotheses(r) for r in results]
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        """Source pieces without the final </s>, which CTranslate2 adds (add_source_eos)."""
+        return [self.tok.src.id_to_piece(i) for i in ids[:-1]]
+
+    def _hypotheses(self, result: Any) -> list[Hypothesis]:
+        to_id = self.tok.tgt.piece_to_id
+        return [
+            Hypothesis([to_id(p) for p in pieces], score, score)
+            for pieces, score in zip(result.hypotheses, result.scores)
+        ]
+
+    def attention(self, line: str) -> AttentionMap:
+        """Greedy translation of one sentence with its head-averaged last-layer attention.
+
+        CTranslate2 reports one row per output token (none for </s>) over the source
+        pieces without the </s> it appended.
+        """
+        ids = self._encode([line])[0]
+        limit = self._max_tokens([ids])[0]
+        result = self.model.engine.translate_batch(
+            [self._pieces(ids)],
+            beam_size=1,
+            max_decoding_length=max(limit, 1),
+            max_input_length=0,
+            return_attention=True,
+            return_scores=True,
+        )[0]
+        src_pieces, tgt_pieces = self._pieces(ids), list(result.hypotheses[0])
+        hyp = self._hypotheses(result)[0]
+        weights = [list(row[: len(src_pieces)]) for row in result.attention[0]]
+        return AttentionMap(src_pieces, tgt_pieces, weights, self.detok(hyp))
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def read_metadata(path: Path) -> dict:
+    """The ``nmt-export.json`` of an exported directory, checked for its format."""
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportedModelError(f"{path / META_FILE} is not readable: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ExportedModelError(f"{path} is not an nmt CTranslate2 export ('{FORMAT}')")
+    return meta
+
+
+def _load_tokenizer(path: Path, meta: dict) -> Tokenizer:
+    files = meta["tokenizer"]
+    try:
+        src = (path / files["src"]).read_bytes()
+        tgt = None if files["joint"] else (path / files["tgt"]).read_bytes()
+        return Tokenizer(src, tgt)
+    except (OSError, KeyError, TokenizerError) as e:
+        raise ExportedModelError(f"{path}: cannot load the tokenizer ({e})") from e
+
+
+def _check_vocabulary(path: Path, tok: Tokenizer) -> None:
+    """CTranslate2's vocabulary must list our pieces at our ids (a mixed-up folder fails)."""
+    file = path / "shared_vocabulary.json"  # CTranslate2 writes one file when both agree
+    if not file.is_file():
+        file = path / "source_vocabulary.json"
+    try:
+        stored = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportedModelError(f"{path}: cannot read the vocabulary ({e})") from e
+    if stored != vocabulary(tok.src):
+        raise ExportedModelError(f"{path}: the vocabulary does not match the tokenizer")
+
+
+def ct2_device(device: str) -> tuple[str, int]:
+    """``auto``/``cpu``/``cuda``/``cuda:N`` as CTranslate2's (device, index)."""
+    import ctranslate2
+
+    if device == "auto":
+        return ("cuda", 0) if ctranslate2.get_cuda_device_count() > 0 else ("cpu", 0)
+    name, _, index = device.partition(":")
+    if name not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not '{device}'")
+    if name == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise ConfigError("--device cuda: CTranslate2 sees no CUDA device")
+    return name, int(index or 0)
+
+
+def compute_type(precision: str, quantization: str, device: str) -> str:
+    """CTranslate2's compute type for the translate flags (default: as exported)."""
+    import ctranslate2
+
+    wanted = {
+        ("fp32", "none"): "default",
+        ("fp32", "int8"): "int8_float32",
+        ("bf16", "none"): "bfloat16",
+        ("bf16", "int8"): "int8_bfloat16",
+        ("fp16", "none"): "float16",
+        ("fp16", "int8"): "int8_float16",
+    }.get((precision, quantization))
+    if wanted is None:
+        raise ConfigError(f"unknown --precision {precision} / --quantize {quantization}")
+    supported = ctranslate2.get_supported_compute_types(device)
+    if wanted != "default" and wanted not in supported:
+        raise ConfigError(
+            f"CTranslate2 cannot compute in {wanted} on this {device} "
+            f"(supported: {', '.join(sorted(supported))})"
+        )
+    return wanted
+
+
+def load_exported(
+    path: Path, device: str = "auto", precision: str = "fp32", quantization: str = "none"
+) -> tuple[ExportedModel, Tokenizer, SearchConfig]:
+    """Open an exported directory: the CTranslate2 translator, tokenizer, search defaults."""
+    import ctranslate2
+
+    meta = read_metadata(path)
+    tok = _load_tokenizer(path, meta)
+    _check_vocabulary(path, tok)
+    try:
+        search = from_dict(meta["config"]).search
+    except (KeyError, ConfigError) as e:
+        raise ExportedModelError(f"{path}: damaged {META_FILE} ({e})") from e
+    name, index = ct2_device(device)
+    ctype = compute_type(precision, quantization, name)
+    threads = torch.get_num_threads() if name == "cpu" else 1
+    try:
+        engine = ctranslate2.Translator(
+            str(path), device=name, device_index=index, compute_type=ctype, intra_threads=threads
+        )
+    except (RuntimeError, ValueError) as e:
+        raise ExportedModelError(f"{path}: CTranslate2 cannot load the model ({e})") from e
+    actual = getattr(engine, "compute_type", ctype)
+    log.info("CTranslate2 model %s on %s, computing in %s", path, name, actual)
+    return ExportedModel(engine, path, int(meta["max_positions"]), actual), tok, search
+
+
+def make_ct2_translator(
+    model_path: Path | list[Path],
+    precision: str = "fp32",
+    device: str = "auto",
+    quantization: str = "none",
+) -> CT2Translator:
+    """The translator of ``nmt translate DIR``, with the export's search settings."""
+    paths = model_path if isinstance(model_path, list) else [model_path]
+    if len(paths) != 1:
+        raise ConfigError("an exported model cannot be part of an ensemble: give one MODEL")
+    model, tok, search = load_exported(Path(paths[0]), device, precision, quantization)
+    return CT2Translator(model, tok, search)
+
+
+def is_export(model_path: Path | list[Path]) -> bool:
+    """True when the model path (or any of several) is an exported directory."""
+    paths = model_path if isinstance(model_path, list) else [model_path]
+    return any(is_exported_dir(Path(p)) for p in paths)

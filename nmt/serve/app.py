@@ -1,0 +1,217 @@
+"""The HTTP API and web page (FastAPI), over a :class:`Batcher` and a translation service.
+
+- ``POST /translate`` ``{"text": ["sentence", ...], "beam": 5, "length_penalty": 1.0,
+  "attention": false}`` -> ``{"translations": ["...", ...]}`` in the same order (plus
+  ``"attention"`` for one sentence when asked and the model has attention);
+- ``GET /health`` -> status, model, engine, queue and limits;
+- ``GET /`` -> a self-contained page (no external resources) to type and translate.
+
+Every refusal is a JSON ``{"error": "..."}`` with a 4xx status (503 when the queue is
+full); nothing a client sends can stop the server. The body is read with a size cap
+before it is parsed, so an oversized request costs at most ``max_body_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException
+
+from nmt.serve.batcher import Batcher, QueueFull
+from nmt.serve.page import page_html
+from nmt.serve.service import ATTENTION, TRANSLATE, Settings, TranslationService
+
+log = logging.getLogger("nmt.serve")
+
+
+@dataclass
+class ServeLimits:
+    """What one request and the whole queue may hold."""
+
+    max_body_bytes: int = 256 * 1024
+    max_sentences: int = 64  # per request
+    max_chars: int = 2000  # per sentence
+    max_queue: int = 1024  # sentences waiting in the server
+    max_beam: int = 16
+    max_batch: int = 64  # sentences gathered into one search
+    max_wait_ms: float = 5.0  # how long the first request waits for others
+
+
+class ApiError(Exception):
+    """A refused request: HTTP status and a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class TranslateRequest(BaseModel):
+    """The body of ``POST /translate`` (strict: no string for a number, no unknown key)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: list[str]
+    beam: int | None = Field(default=None, ge=1)
+    length_penalty: float | None = Field(default=None, ge=0.0, le=10.0)
+    attention: bool = False
+
+
+def create_app(service: TranslationService, limits: ServeLimits | None = None) -> FastAPI:
+    """The FastAPI application; the batcher's worker runs while the app is up."""
+    limits = limits or ServeLimits()
+    batcher = Batcher(service.run, limits.max_batch, limits.max_wait_ms / 1000, limits.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        batcher.stop()
+
+    app = FastAPI(title="nmt", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.batcher, app.state.service = batcher, service
+    _error_handlers(app)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> str:
+        return page_html()
+
+    @app.get("/health")
+    async def health() -> dict:
+        return _health(service, batcher, limits)
+
+    @app.post("/translate")
+    async def translate(request: Request) -> dict:
+        req = parse_request(await read_body(request, limits.max_body_bytes), limits)
+        settings = _settings(req, service)
+        answer: dict[str, Any] = {
+            "translations": await _queued(batcher, TRANSLATE, settings, req.text)
+        }
+        if req.attention:
+            maps = await _queued(batcher, ATTENTION, None, req.text)
+            answer["attention"] = maps[0]
+        return answer
+
+    return app
+
+
+def _settings(req: TranslateRequest, service: TranslationService) -> Settings:
+    """The request's search settings, the model's defaults where it names none."""
+    defaults = service.defaults
+    return Settings(
+        req.beam if req.beam is not None else defaults.beam,
+        req.length_penalty if req.length_penalty is not None else defaults.length_penalty,
+    )
+
+
+async def _queued(batcher: Batcher, kind: str, settings: Settings | None, lines: list[str]) -> list:
+    if not lines:
+        return []
+    try:
+        future = batcher.submit((kind, settings), lines)
+    except QueueFull as e:
+        raise ApiError(503, f"server busy: {e}; retry later") from None
+    return await asyncio.wrap_future(future)
+
+
+def _health(service: TranslationService, batcher: Batcher, limits: ServeLimits) -> dict:
+    return {
+        "status": "ok",
+        "model": service.name,
+        "engine": service.engine,
+        "attention": service.has_attention,
+        "search": asdict(service.default_settings()),
+        "waiting": batcher.waiting,
+        "batches": batcher.batches,
+        "sentences": batcher.sentences,
+        "limits": asdict(limits),
+    }
+
+
+# --- request checking -----------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body of {declared} bytes exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"request body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def parse_request(body: bytes, limits: ServeLimits) -> TranslateRequest:
+    """Parse and check a ``/translate`` body; every problem is an :class:`ApiError`."""
+    if not body.strip():
+        raise ApiError(400, 'empty body: send a JSON object such as {"text": ["Hallo Welt."]}')
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, 'the body must be a JSON object with a "text" list of strings')
+    try:
+        req = TranslateRequest.model_validate(data)
+    except ValidationError as e:
+        raise ApiError(422, _first_problem(e)) from None
+    _check_sizes(req, limits)
+    return req
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "body"
+    return f"{where}: {problem['msg']}"
+
+
+def _check_sizes(req: TranslateRequest, limits: ServeLimits) -> None:
+    if len(req.text) > limits.max_sentences:
+        raise ApiError(
+            413, f"{len(req.text)} sentences in one request; at most {limits.max_sentences}"
+        )
+    for i, line in enumerate(req.text):
+        if len(line) > limits.max_chars:
+            raise ApiError(413, f"text.{i} has {len(line)} characters; at most {limits.max_chars}")
+        if not line.isascii() and not _is_unicode(line):
+            raise ApiError(422, f"text.{i} holds a lone surrogate (\\ud800-\\udfff escape)")
+    if req.beam is not None and req.beam > limits.max_beam:
+        raise ApiError(422, f"beam: at most {limits.max_beam}, got {req.beam}")
+    if req.attention and len(req.text) != 1:
+        raise ApiError(422, "attention: ask for it with exactly one sentence in text")
+
+
+def _is_unicode(line: str) -> bool:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error, including unknown paths and methods, answers ``{"error": ...}``."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
