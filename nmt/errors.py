@@ -43,8 +43,9 @@ class Interrupted(Exception):
         self.exit_code = 128 + int(signum)
 
 
-# OS errors about the paths a user named: fix the command line (exit 2). Every other OS
-# error (a full disk, an I/O error, no memory) happened to a command that was fine (exit 1).
+# OS errors about the paths (or, for nmt serve, the address) a user named: fix the command
+# line (exit 2). Every other OS error (a full disk, an I/O error, no memory) happened to a
+# command that was fine (exit 1).
 _USAGE_ERRNOS = {
     errno.ENOENT,
     errno.ENOTDIR,
@@ -55,6 +56,8 @@ _USAGE_ERRNOS = {
     errno.ENAMETOOLONG,
     errno.ELOOP,
     errno.EROFS,
+    errno.EADDRINUSE,  # nmt serve --port: another program listens there
+    errno.EADDRNOTAVAIL,  # nmt serve --host: not an address of this machine
 }
 
 

@@ -84,7 +84,7 @@ def test_nbest_and_evaluate_accept_an_exported_dir(exported, tmp_path) -> None:
     result = runner.invoke(app, ["translate", str(exported), "-i", str(src), "--nbest", "2"])
     rows = [line.split(" ||| ") for line in result.output.splitlines() if " ||| " in line]
     assert result.exit_code == 0 and len(rows) == 2 * len(trained_tiny.sources())
-    assert rows[0][0] == rows[1][0] == "0" and float(rows[0][2]) >= float(rows[1][2])
+    assert rows[0][0] == rows[1][0] == "0" and float(rows[0][3]) >= float(rows[1][3])  # score
     scored = runner.invoke(
         app,
         ["evaluate", str(exported), "--src", str(src), "--ref", str(ref), "--beam", "1", "--json"],
