@@ -26,11 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 ENGINES = {"nmt fp32": "run", "ct2 float32": "float32", "ct2 int8": "int8"}
 
 
-def measure(model: Path, beam: int, data: Path, limit: int) -> dict:
+def measure(model: Path, beam: int, data: Path, limit: int, threads: int) -> dict:
     """Sentences/s translating the test set (model loading and a warm-up excluded)."""
     import sacrebleu
+    import torch
 
     from nmt.translate_cli import make_translator
+
+    if threads:
+        torch.set_num_threads(threads)  # CTranslate2 takes torch's count too
 
     src = (data / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:limit]
     ref = (data / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()[:limit]
@@ -48,15 +52,8 @@ def measure(model: Path, beam: int, data: Path, limit: int) -> dict:
 
 
 def run_child(model: Path, beam: int, opts: argparse.Namespace) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        str(model),
-        str(beam),
-        opts.data,
-        str(opts.sentences),
-    ]
+    cmd = [sys.executable, __file__, "--child", str(model), str(beam), opts.data]
+    cmd += [str(opts.sentences), str(opts.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
         raise RuntimeError(f"{model} beam {beam} failed:\n{out.stderr[-2000:]}")
@@ -116,12 +113,13 @@ def main() -> None:
     parser.add_argument("--data", default="data/multi30k")
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=1, help="turns per engine; best counts")
+    parser.add_argument("--threads", type=int, default=0, help="threads per engine (0: all)")
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child:
-        model, beam, data, limit = opts.child
-        print(json.dumps(measure(Path(model), int(beam), Path(data), int(limit))))
+        model, beam, data, limit, threads = opts.child
+        print(json.dumps(measure(Path(model), int(beam), Path(data), int(limit), int(threads))))
         return
     if not opts.run:
         parser.error("--run is required")

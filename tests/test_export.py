@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from pathlib import Path
 
 import ctranslate2
@@ -63,6 +64,18 @@ def test_length_bound_is_the_pytorch_one(ckpt, exported) -> None:
     got = _tokens(theirs, lines)
     assert got == _tokens(ours, lines)
     assert any(len(g) < len(r) for g, r in zip(got, _tokens(make_translator(ckpt, beam=1), lines)))
+
+
+def test_batch_composition_does_not_change_the_output(exported) -> None:
+    """What a sentence becomes may not depend on the sentences batched with it (serving)."""
+    lines = trained_tiny.sources() + (FIXTURES / "test.de").read_text(encoding="utf-8").splitlines()
+    translator = make_translator(exported, beam=4)
+    whole = translator.translate_lines(lines)
+    order = list(range(len(lines)))
+    random.Random(0).shuffle(order)
+    for start in range(0, len(order), 7):
+        part = order[start : start + 7]
+        assert translator.translate_lines([lines[i] for i in part]) == [whole[i] for i in part]
 
 
 def test_cli_round_trip_keeps_lines_and_order(ckpt, exported, tmp_path) -> None:
