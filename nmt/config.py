@@ -253,6 +253,9 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 AUTO_SWITCHES = ("train.tensorboard",)
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(hint: Any, value: Any, path: str) -> Any:
     """Check ``value`` against the type hint ``hint``; convert where it is lossless."""
     if path in AUTO_SWITCHES and isinstance(value, bool):
@@ -280,6 +283,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         return int(value)
     if hint is float and is_number:
         return float(value)
+    if hint is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)  # `5e-4`: a float in YAML 1.2 and Python, a string to PyYAML
     if hint is str and isinstance(value, str):
         return value
     tname = getattr(hint, "__name__", str(hint))

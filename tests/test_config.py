@@ -88,3 +88,11 @@ def test_types_are_still_checked_after_yaml_12_parsing() -> None:
         load_config(REPO / "configs" / "transformer.yaml", ["train.batch_tokens=1.5"])
     with pytest.raises(ConfigError, match=r"train.betas: expected a list of 2 values, got 0.9"):
         load_config(REPO / "configs" / "transformer.yaml", ["train.betas=0.9"])
+
+
+def test_exponent_without_a_dot_is_a_float() -> None:
+    from nmt.config import load_config
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "configs" / "transformer.yaml", ["train.lr=5e-4"])
+    assert cfg.train.lr == 0.0005
