@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
     """``batch`` on ``device``; for CUDA through pinned memory, without waiting for the GPU."""
-    if device.type != "cuda":
+    if device.type != "cuda" or batch.src.device.type != "cpu":
         return batch.to(device)
     return batch.pin_memory().to(device, non_blocking=True)
 
