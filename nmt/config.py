@@ -251,8 +251,6 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 # String keys whose choices are auto | true | false: a YAML boolean means its text.
 AUTO_SWITCHES = ("train.tensorboard",)
-
-
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -284,7 +282,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     if hint is float and is_number:
         return float(value)
     if hint is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-        return float(value)  # `5e-4`: a float in YAML 1.2 and Python, a string to PyYAML
+        return float(value)  # `5e-4`: a float in YAML 1.2, a string to PyYAML
     if hint is str and isinstance(value, str):
         return value
     tname = getattr(hint, "__name__", str(hint))

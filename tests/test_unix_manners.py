@@ -119,7 +119,8 @@ def test_ctrl_c_exits_130(ckpt: Path) -> None:
             if "translating <stdin>" in line:
                 break
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)  # stdin stays open: the signal, not an end of input, stops it
+        err = proc.stderr.read()
     finally:
         proc.kill()
     assert proc.returncode == 130, err
