@@ -61,7 +61,8 @@ def count_lines(path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the fetch and print one summary line per file; exit 2 on a data problem."""
+    """Run the fetch and print one summary line per file; exit 2 on a data problem, 1 when
+    the download fails."""
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s"
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except fetcher.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except fetcher.DownloadFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"Multi30k: {len(paths)} files in {args.out}")
     for path in paths:
         print(f"  {path.name:<24} {count_lines(path):>7} lines")

@@ -20,6 +20,7 @@ import pytest
 
 from nmt.data import multi30k
 from nmt.data.multi30k import MIRROR_ENV, DataError, fetch_multi30k, load_checksums
+from nmt.errors import exit_code
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get(MIRROR_ENV) or REPO_ROOT.parent / "shared" / "data" / "multi30k")
@@ -171,6 +172,25 @@ def test_download_mismatch_removes_partial(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(DataError, match=r"checksum mismatch for val\.de\.gz"):
         fetch_multi30k(tmp_path, langs=("de",), splits=("val",))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_network_failure_of_a_required_file_is_a_runtime_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No network is not the user's mistake: exit 1 (retry later), not 2 (fix the command),
+    and no partial file is left behind."""
+
+    def offline(url: str, timeout: float) -> io.BytesIO:
+        raise urllib.error.URLError(OSError("Temporary failure in name resolution"))
+
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    monkeypatch.setattr(multi30k.urllib.request, "urlopen", offline)
+    with pytest.raises(multi30k.DownloadFailed, match="name resolution") as info:
+        fetch_multi30k(tmp_path, langs=("de",), splits=("val",))
+    assert exit_code(info.value) == 1
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DataError, match="not found in mirror"):  # a wrong mirror: exit 2
+        fetch_multi30k(tmp_path, langs=("de",), splits=("val",), mirror=tmp_path)
 
 
 def test_script_runs_on_mirror(tmp_path: Path) -> None:

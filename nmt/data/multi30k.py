@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from nmt.errors import UsageError
+from nmt.errors import RuntimeFailure, UsageError
 
 logger = logging.getLogger("nmt.data")
 
@@ -44,8 +44,17 @@ class DataError(UsageError):
     """A dataset problem the user must fix (missing or corrupt file, bad request)."""
 
 
+class DownloadFailed(RuntimeFailure):
+    """A required file could not be downloaded (network, server): nothing for the user to
+    fix in the command, so exit 1, and running it again later may work."""
+
+
 class _SourceMissing(Exception):
     """An archive is absent from the mirror or could not be downloaded."""
+
+    def __init__(self, message: str, downloading: bool = False) -> None:
+        super().__init__(message)
+        self.downloading = downloading
 
 
 def load_checksums(path: Path = CHECKSUM_FILE) -> dict[str, str]:
@@ -73,7 +82,8 @@ def fetch_multi30k(
 ) -> list[Path]:
     """Make ``out_dir/<split>.<lang>`` text files exist and return their paths.
 
-    ``train``, ``val`` and ``test_2016_flickr`` are required (``DataError`` if unavailable);
+    ``train``, ``val`` and ``test_2016_flickr`` are required (``DataError`` if missing from a
+    mirror, ``DownloadFailed`` if the download fails);
     later test sets are best effort (warning if unavailable). Pairs that do not exist
     upstream, such as ``test_2017_mscoco.cs``, are skipped without comment.
     """
@@ -135,7 +145,8 @@ def _fetch_one(
             _atomic_write(target, lambda out: _gunzip(archive, out, name))
     except _SourceMissing as exc:
         if split in REQUIRED_SPLITS:
-            raise DataError(f"required Multi30k file {name} unavailable: {exc}") from None
+            error = DownloadFailed if exc.downloading else DataError
+            raise error(f"required Multi30k file {name} unavailable: {exc}") from None
         logger.warning("%s unavailable, skipping this optional test set: %s", name, exc)
         return None
     _atomic_write(sidecar, lambda out: out.write(f"{expected}\n".encode("ascii")))
@@ -187,7 +198,7 @@ def _download(url: str, out_dir: Path, name: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, (urllib.error.URLError, TimeoutError, OSError)):
             reason = getattr(exc, "reason", None) or exc
-            raise _SourceMissing(f"download of {url} failed ({reason})") from exc
+            raise _SourceMissing(f"download of {url} failed ({reason})", True) from exc
         raise
     return Path(tmp)
 
