@@ -6,7 +6,7 @@ can act on:
 
 - 0: success;
 - 1: a runtime failure: the command started and then failed (a loss that stays NaN, a
-  full disk);
+  full disk, no GPU memory left);
 - 2: a usage or config error: fix the command line, the config or the input and rerun;
 - 128 + signal: stopped by a signal: 130 after Ctrl-C (SIGINT), 143 after SIGTERM (a
   command that saves its work first raises :class:`nmt.errors.Interrupted`);
@@ -35,8 +35,18 @@ _console_level = logging.INFO  # what the terminal shows (nmt --log-level / --qu
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Everything reported as one line: nmt's own errors and the OS's (missing file, full disk)."""
-    return (NmtError, OSError, UnicodeDecodeError)
+    """Everything reported as one line: nmt's own errors, the OS's (missing file, full
+    disk) and running out of GPU memory."""
+    return (NmtError, OSError, UnicodeDecodeError, *_out_of_memory())
+
+
+def _out_of_memory() -> tuple[type[BaseException], ...]:
+    """PyTorch's out-of-memory error, if torch is loaded (only then can it happen; the
+    CLI's ``--help`` paths never import torch for it)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    error = getattr(torch, "OutOfMemoryError", None) or getattr(cuda, "OutOfMemoryError", None)
+    return (error,) if error is not None else ()
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -70,6 +80,12 @@ def friendly_errors(fn: Callable) -> Callable:
 def _message(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or e}"
+    if isinstance(e, _out_of_memory()):  # PyTorch's message is a paragraph; keep its first line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+        return (
+            f"{first} Use smaller batches: train.batch_tokens (training), --batch-size "
+            "(translation)."
+        )
     return str(e)
 
 

@@ -15,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from nmt.checkpoint import save_checkpoint
@@ -82,6 +83,23 @@ def test_runtime_failures_exit_1(ckpt: Path, src_file: Path, tmp_path: Path, mon
     assert "No space left on device" in result.output and "Traceback" not in result.output
     assert out.read_text(encoding="utf-8") == "the previous output\n"  # never half-written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.en", "src.de"]
+
+
+def test_out_of_gpu_memory_is_one_line_and_exits_1(ckpt: Path, src_file: Path, monkeypatch):
+    """PyTorch's OOM error is a paragraph with a traceback above it; the user gets its first
+    line and what to change."""
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB.\nOf the allocated memory ..."
+        )
+
+    monkeypatch.setattr("nmt.translate_cli.run_translate", out_of_memory)
+    result = runner.invoke(app, ["translate", str(ckpt), "-i", str(src_file)])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: CUDA out of memory.")
+    assert "--batch-size" in lines[0] and "Of the allocated" not in result.output
 
 
 def test_a_safe_stop_by_signal_exits_128_plus_the_signal(ckpt: Path, monkeypatch) -> None:
