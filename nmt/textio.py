@@ -9,13 +9,17 @@ Every command reads its text through :func:`iter_lines` (streaming) or :func:`re
   Unicode line separator inside a sentence must never shift the alignment between a
   source and its translation;
 - bytes that are not UTF-8 are an error naming the file and the line (or, with
-  ``errors="replace"``, become U+FFFD).
+  ``errors="replace"``, become U+FFFD);
+- a file whose name ends in ``.gz`` is decompressed on the fly (test sets often ship
+  gzipped, as Multi30k's do).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -57,24 +61,37 @@ def iter_lines(path: str | Path | None, errors: str = "strict", advice: str = ""
     if is_stdio(path):
         return _decoded(sys.stdin.buffer, "<stdin>", errors, advice, close=False)
     try:
-        raw = open(path, "rb")  # noqa: SIM115 (closed by _decoded)
+        raw = _open_bytes(Path(path))
     except OSError as e:
         raise CorpusError(f"cannot read {path}: {e.strerror or e}") from e
     return _decoded(raw, str(path), errors, advice, close=True)
 
 
+def _open_bytes(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed when its name ends in ``.gz``."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # noqa: SIM115 (closed by _decoded)
+    return open(path, "rb")  # noqa: SIM115 (closed by _decoded)
+
+
 def _decoded(raw: BinaryIO, name: str, errors: str, advice: str, close: bool) -> Iterator[str]:
     try:
-        for number, line in enumerate(raw, 1):
-            try:
-                text = line.decode("utf-8", errors=errors)
-            except UnicodeDecodeError:
-                hint = f" ({advice})" if advice else ""
-                raise CorpusError(f"{name}, line {number}: not valid UTF-8{hint}") from None
-            yield text[:-1] if text.endswith("\n") else text
+        yield from _decoded_lines(raw, name, errors, advice)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise CorpusError(f"{name}: not a valid gzip file ({str(e) or 'truncated'})") from None
     finally:
         if close:
             raw.close()
+
+
+def _decoded_lines(raw: BinaryIO, name: str, errors: str, advice: str) -> Iterator[str]:
+    for number, line in enumerate(raw, 1):
+        try:
+            text = line.decode("utf-8", errors=errors)
+        except UnicodeDecodeError:
+            hint = f" ({advice})" if advice else ""
+            raise CorpusError(f"{name}, line {number}: not valid UTF-8{hint}") from None
+        yield text[:-1] if text.endswith("\n") else text
 
 
 def strip_cr(line: str) -> str:

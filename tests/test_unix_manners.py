@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import logging
 import os
@@ -196,6 +197,28 @@ def test_evaluate_reads_hypotheses_from_stdin(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["bleu"] == pytest.approx(100.0)
     both = runner.invoke(app, ["evaluate", "--hyp", "-", "--ref", "-"], input=hyps)
     assert both.exit_code == 2 and "only one input can be stdin" in both.output
+
+
+def test_gzipped_text_is_read_like_plain_text(ckpt: Path, src_file: Path, tmp_path: Path) -> None:
+    """Test sets often ship gzipped: translate and evaluate read a .gz file as its text, and
+    a damaged one is a one-line usage error."""
+    packed = tmp_path / "src.de.gz"
+    packed.write_bytes(gzip.compress(src_file.read_bytes()))
+    plain = runner.invoke(app, ["translate", str(ckpt), "-i", str(src_file), "--beam", "1"])
+    unpacked = runner.invoke(app, ["translate", str(ckpt), "-i", str(packed), "--beam", "1"])
+    assert unpacked.exit_code == 0, unpacked.output
+    assert unpacked.stdout == plain.stdout and plain.stdout.count("\n") == 3
+    ref = tmp_path / "ref.en.gz"
+    ref.write_bytes(gzip.compress((FIXTURES / "val.en").read_bytes()))
+    args = ["evaluate", "--hyp", str(FIXTURES / "val.en"), "--ref", str(ref), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["bleu"] == pytest.approx(100.0) and scores["n"] == 60
+    ref.write_bytes(ref.read_bytes()[:-30])  # truncated download
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "not a valid gzip file" in result.output
+    assert "Traceback" not in result.output
 
 
 # --- n-best lines --------------------------------------------------------------------------------
