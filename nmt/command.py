@@ -81,7 +81,7 @@ def _message(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or e}"
     if isinstance(e, _out_of_memory()):  # PyTorch's message is a paragraph; keep its first line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+        first = next(iter(str(e).strip().splitlines()), "out of memory")
         return (
             f"{first} Use smaller batches: train.batch_tokens (training), --batch-size "
             "(translation)."

@@ -6,19 +6,19 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from nmt.batching import encode_corpus
 from nmt.config import Config, TrainConfig
+from nmt.data.readers import read_pairs
+from nmt.data.sources import resolve_split
 from nmt.data.store.batches import epoch_batches
 from nmt.data.store.corpus import StoreCorpus
-from nmt.data.store.setup import load_training_data, prepare_tokenizer
+from nmt.data.store.setup import load_training_data, prepare_tokenizer, with_validation
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.rundir import RunDir
-from nmt.textio import read_parallel
 from nmt.tokenizer import Tokenizer
 from nmt.training.distributed import DistContext
 from nmt.training.sampling import SubwordSampler
@@ -64,21 +64,11 @@ def load_corpora(cfg: Config, tok: Tokenizer, ctx: DistContext | None = None) ->
     if cfg.tokenizer.sample_alpha <= 0:
         data = load_training_data(cfg, tok, ctx)
         return Corpora(data.train, data.valid, data.valid_src, data.valid_ref)
-    d = cfg.data
-    base = Path(d.dir)
-    tr_src, tr_tgt = read_parallel(
-        base / f"{d.train}.{d.src_lang}", base / f"{d.train}.{d.tgt_lang}"
-    )
-    va_src, va_tgt = read_parallel(
-        base / f"{d.valid}.{d.src_lang}", base / f"{d.valid}.{d.tgt_lang}"
-    )
-    best = encode_corpus(tok, tr_src, tr_tgt, d.max_len)  # re-sampled when an epoch starts
-    train = StoreCorpus.from_sequences(best.src, best.tgt)
-    valid = StoreCorpus.from_sequences(tok.encode_src(va_src), tok.encode_tgt(va_tgt))
-    n = cfg.train.valid_max_sentences or len(va_src)
-    sampler = SubwordSampler(tok, cfg.tokenizer, tr_src, tr_tgt, d.max_len, cfg.train.seed)
-    log.info("data: %d training pairs, %d validation pairs", len(train), len(valid))
-    return Corpora(train, valid, va_src[:n], va_tgt[:n], sampler)
+    src, tgt = read_pairs(resolve_split(cfg.data, cfg.data.train))
+    sampler = SubwordSampler(tok, cfg.tokenizer, src, tgt, cfg.data.max_len, cfg.train.seed)
+    best = encode_corpus(tok, src, tgt, cfg.data.max_len)  # re-sampled when an epoch starts
+    data = with_validation(cfg, tok, StoreCorpus.from_sequences(best.src, best.tgt))
+    return Corpora(data.train, data.valid, data.valid_src, data.valid_ref, sampler)
 
 
 def make_model(

@@ -14,7 +14,6 @@ the first line of the new run's metrics.jsonl; its files are only read.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from nmt.checkpoint import atomic_write, load_checkpoint, resolve_model_path
 from nmt.config import Config, ConfigError, to_dict
+from nmt.data.store.manifest import sha256_file
 from nmt.models.base import Seq2Seq
 from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer
@@ -63,15 +63,7 @@ def load_warm_start(path: Path) -> WarmStart:
     """Load the checkpoint (or a run directory's best) that a new run starts from."""
     file = resolve_model_path(path)
     model, tok, cfg, meta = load_checkpoint(file)
-    return WarmStart(file, file_sha256(file), model, tok, cfg, meta)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return WarmStart(file, sha256_file(file), model, tok, cfg, meta)
 
 
 def adopt_parent(cfg: Config, parent: WarmStart, run: RunDir) -> Config:

@@ -50,7 +50,13 @@ def load_training_data(cfg: Config, tok: Tokenizer, ctx: DistContext | None = No
     d = cfg.data
     with main_first(ctx):  # rank 0 verifies or builds; the others then find it up to date
         directory = ensure_store(cfg, d.train, tok, hash_arrays=ctx.is_main)
-    train = StoreCorpus.open(directory)
+    return with_validation(cfg, tok, StoreCorpus.open(directory))
+
+
+def with_validation(cfg: Config, tok: Tokenizer, train: StoreCorpus) -> TrainingData:
+    """``train`` with the validation split: every pair encoded (validation loss), and the
+    first ``train.valid_max_sentences`` as text (validation BLEU)."""
+    d = cfg.data
     va_src, va_tgt = read_pairs(resolve_split(d, d.valid))
     valid = StoreCorpus.from_sequences(tok.encode_src(va_src), tok.encode_tgt(va_tgt))
     n = cfg.train.valid_max_sentences or len(va_src)
@@ -61,8 +67,8 @@ def load_training_data(cfg: Config, tok: Tokenizer, ctx: DistContext | None = No
 def prepare_tokenizer(cfg: Config) -> Tokenizer:
     """Load the config's SentencePiece model, training it on the training split if missing.
 
-    Like ``nmt.training.setup.prepare_tokenizer``, for every input format: compressed or TSV
-    training data is first streamed into plain text files, which SentencePiece reads.
+    Compressed or TSV training data is first streamed into plain text files, which
+    SentencePiece reads.
     """
     prefix, t = cfg.tokenizer_prefix(), cfg.tokenizer
     src_path, tgt_path = Tokenizer.paths(prefix, t.joint)
