@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from nmt import interrupts
 from nmt.cli_data import InputFile, OutputFile, data_app, tok_app
 from nmt.command import friendly_errors, set_console_level
 from nmt.errors import UsageError
@@ -397,4 +398,5 @@ def serve(
 
 
 def main() -> None:
+    interrupts.install()
     app()

@@ -27,9 +27,9 @@ import typer
 from rich.logging import RichHandler
 
 from nmt.errors import Interrupted, NmtError, exit_code
+from nmt.interrupts import exit_status
 from nmt.progress import console
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 _console_level = logging.INFO  # what the terminal shows (nmt --log-level / --quiet)
 
@@ -70,9 +70,9 @@ def friendly_errors(fn: Callable) -> Callable:
                 raise
             typer.echo(f"error: {_message(e)}", err=True)
             raise typer.Exit(exit_code(e)) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through nmt.interrupts
+            typer.echo(str(e) or "interrupted", err=True)
+            raise typer.Exit(exit_status(e)) from None
 
     return wrapper
 

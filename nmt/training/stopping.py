@@ -9,6 +9,7 @@ import time
 from contextlib import AbstractContextManager
 
 from nmt.config import TrainConfig
+from nmt.interrupts import SignalInterrupt
 from nmt.training.state import TrainState
 
 log = logging.getLogger("nmt.training")
@@ -53,7 +54,7 @@ class StopOnSignal(AbstractContextManager):
 
     def _handler(self, signum: int, frame: object) -> None:
         if self.requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
+            raise SignalInterrupt(signum)
         log.warning("signal %d: finishing the current step, then saving", signum)
         self.requested, self.signal = True, signum
 
