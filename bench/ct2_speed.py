@@ -31,14 +31,14 @@ def measure(model: Path, beam: int, data: Path, limit: int, threads: int) -> dic
     import sacrebleu
     import torch
 
-    from nmt.translate_cli import make_translator
+    from nmt.inference.load import TranslateOptions, make_translator
 
     if threads:
         torch.set_num_threads(threads)  # CTranslate2 takes torch's count too
 
     src = (data / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:limit]
     ref = (data / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()[:limit]
-    translator = make_translator(model, beam=beam, device="cpu")
+    translator = make_translator(model, TranslateOptions(beam=beam, device="cpu"))
     translator.translate_lines(src[:32])  # warm-up
     start = time.perf_counter()
     hyps = translator.translate_lines(src)

@@ -150,7 +150,7 @@ def translate(opts: argparse.Namespace) -> dict:
     import sacrebleu
     import torch
 
-    from nmt.translate_cli import make_translator
+    from nmt.inference.load import TranslateOptions, make_translator
 
     src = (DATA / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[: opts.sentences]
     ref = (DATA / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()[: opts.sentences]
@@ -159,10 +159,12 @@ def translate(opts: argparse.Namespace) -> dict:
     for beam in (1, 5):
         translator = make_translator(
             RUN / "recipe",
-            beam=beam,
-            batch_size=opts.batch,
-            precision=precision,
-            device=opts.device,
+            TranslateOptions(
+                beam=beam,
+                batch_size=opts.batch,
+                precision=precision,
+                device=opts.device,
+            ),
         )
         translator.translate_lines(src[:64])  # warm-up
         if torch.cuda.is_available():

@@ -17,9 +17,9 @@ from pathlib import Path
 import sacrebleu
 import torch
 
-from nmt.checkpoint import load_checkpoint, resolve_model_path
+from nmt.artifacts.checkpoint import load_checkpoint, resolve_model_path
+from nmt.inference.translator import Translator
 from nmt.textio import read_lines
-from nmt.translate import Translator
 
 
 def validation_bleu(run_dir: Path, alphas: list[float], beam: int) -> dict[float, float]:

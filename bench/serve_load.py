@@ -38,9 +38,9 @@ HOST = "127.0.0.1"  # loopback only
 
 def file_translation(model: str, beam: int, src: list[str]) -> dict:
     """Sentences/s of plain file translation (model loading and a warm-up excluded)."""
-    from nmt.translate_cli import make_translator
+    from nmt.inference.load import TranslateOptions, make_translator
 
-    translator = make_translator(Path(model), beam=beam, device="cpu")
+    translator = make_translator(Path(model), TranslateOptions(beam=beam, device="cpu"))
     translator.translate_lines(src[:32])
     start = time.perf_counter()
     hyps = translator.translate_lines(src)

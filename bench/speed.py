@@ -57,13 +57,14 @@ def measure_translation(run: Path, variant: str, beam: int, data: Path, limit: i
     """Sentences/s translating test_2016_flickr; returns the output for comparisons."""
     import sacrebleu
 
-    from nmt.translate_cli import make_translator
+    from nmt.inference.load import TranslateOptions, make_translator
 
     src = (data / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:limit]
     ref = (data / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()[:limit]
     precision, quantization = VARIANTS[variant]
     translator = make_translator(
-        run, beam=beam, precision=precision, device="cpu", quantization=quantization
+        run,
+        TranslateOptions(beam=beam, precision=precision, device="cpu", quantization=quantization),
     )
     translator.translate_lines(src[:32])  # warm-up
     start = time.perf_counter()
@@ -93,7 +94,7 @@ def bench_backbone(backbone: str, opts: argparse.Namespace) -> dict:
         result["train"][precision] = run_child(
             ["train", backbone, precision, str(opts.steps), str(opts.warmup)]
         )
-    from nmt.rundir import RunDir
+    from nmt.artifacts.rundir import RunDir
 
     run = Path(opts.runs) / backbone
     if not RunDir(run).best.is_file():

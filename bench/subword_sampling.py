@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nmt.rundir import RunDir
+from nmt.artifacts.rundir import RunDir
 
 BACKBONES = ("lstm", "attention", "transformer")
 

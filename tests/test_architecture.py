@@ -16,7 +16,7 @@ MAX_CLASS_LINES = 200
 
 def test_the_translation_path_does_not_import_training() -> None:
     code = (
-        "import sys, nmt.translate_cli, nmt.cli; "
+        "import sys, nmt.inference.files, nmt.cli.app; "
         "print(sorted(m for m in sys.modules if m.startswith('nmt.training')))"
     )
     out = subprocess.run(

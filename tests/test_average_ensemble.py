@@ -8,11 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nmt.average import average_checkpoints, save_step_checkpoint, step_checkpoints
-from nmt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from nmt.cli import app
-from nmt.ensemble import Ensemble, check_same_tokenizer, load_models
-from nmt.search import SearchLimits, beam_search, greedy_search
+from nmt.artifacts.average import average_checkpoints, save_step_checkpoint, step_checkpoints
+from nmt.artifacts.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nmt.cli.app import app
+from nmt.inference.ensemble import Ensemble, check_same_tokenizer, load_models
+from nmt.inference.search import SearchLimits, beam_search, greedy_search
 from nmt.tokenizer import Tokenizer, train_sentencepiece
 from tests.conftest import BACKBONES, FIXTURES, REPO, tiny_config, tiny_model
 
@@ -32,7 +32,7 @@ def _checkpoint(path: Path, backbone: str, tok: Tokenizer, seed: int) -> Path:
 
 
 def _src(tok: Tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    from nmt.batching import pad_sequences
+    from nmt.data.batch import pad_sequences
 
     src = pad_sequences(tok.encode_src(SENTENCES), tok.pad_id)  # (B, S)
     return src, src != tok.pad_id

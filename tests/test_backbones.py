@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import collate
-from nmt.checkpoint import load_checkpoint, save_checkpoint
+from nmt.artifacts.checkpoint import load_checkpoint, save_checkpoint
 from nmt.config import SearchConfig
+from nmt.data.batch import collate
+from nmt.inference.search import SearchLimits, beam_search, greedy_search
+from nmt.inference.translator import Translator
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
-from nmt.search import SearchLimits, beam_search, greedy_search
-from nmt.translate import Translator
 from tests.conftest import BACKBONES, FIXTURES, tiny_config, tiny_model
 
 SENTENCES = [

@@ -9,8 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nmt.checkpoint import save_checkpoint
-from nmt.cli import app
+from nmt.artifacts.checkpoint import save_checkpoint
+from nmt.cli.app import app
 from nmt.tokenizer import train_sentencepiece
 from tests.conftest import FIXTURES, REPO, mirror_dir, tiny_config, tiny_model
 

@@ -12,7 +12,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from nmt.export import export_ctranslate2
+from nmt.artifacts.ctranslate2 import export_ctranslate2
 from nmt.serve.app import create_app
 from nmt.serve.server import ServeOptions, load_service, serve_in_thread
 from tests import trained_tiny

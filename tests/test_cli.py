@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nmt.cli import app
+from nmt.cli.app import app
 from tests.conftest import FIXTURES, REPO, mirror_dir
 
 runner = CliRunner()

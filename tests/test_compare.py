@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from nmt.cli import app
+from nmt.cli.app import app
 from nmt.compare import RunSpec, describe_selected, ensure_trained
 from nmt.config import Config, load_config, to_dict
 from tests.conftest import BACKBONES, FIXTURES, REPO

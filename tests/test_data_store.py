@@ -19,11 +19,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from typer.testing import CliRunner
 
-from nmt import batching
-from nmt.batching import ParallelCorpus, encode_corpus
-from nmt.cli import app
+from nmt.cli.app import app
 from nmt.config import Config, ConfigError
 from nmt.data import readers
+from nmt.data.batch import ParallelCorpus, encode_corpus
 from nmt.data.readers import PairReader
 from nmt.data.sources import resolve_split
 from nmt.data.store import build, manifest
@@ -31,11 +30,12 @@ from nmt.data.store.batches import epoch_batches, make_batch, shuffled_indices, 
 from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.ensure import ensure_store, plan_store, store_problem
 from nmt.data.store.manifest import StoreError
-from nmt.data.store.setup import load_training_data, prepare_tokenizer
 from nmt.data.store.stats import percentiles
+from nmt.data.store.training_data import load_training_data, prepare_tokenizer
 from nmt.textio import CorpusError, read_parallel
 from nmt.tokenizer import Tokenizer, train_tokenizer
 from nmt.training.distributed import DistContext, current, shard_batches
+from tests import reference_batcher as batching
 from tests.conftest import FIXTURES, tiny_config
 
 MAX_LEN = 60  # the tiny configs' data.max_len

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from nmt.checkpoint import load_checkpoint
+from nmt.artifacts.checkpoint import load_checkpoint
 from nmt.config import ConfigError
 from nmt.data.store.batches import make_batch
 from nmt.precision import check_precision

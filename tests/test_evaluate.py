@@ -1,11 +1,11 @@
-"""Tests for nmt.evaluate: it must report exactly what sacrebleu reports, with signatures."""
+"""Tests for nmt.inference.metrics: exactly what sacrebleu reports, with signatures."""
 
 from __future__ import annotations
 
 import pytest
 from sacrebleu.metrics import BLEU, CHRF, TER
 
-from nmt.evaluate import format_scores, score
+from nmt.inference.metrics import format_scores, score
 from nmt.textio import read_lines
 
 HYPS = [

@@ -18,15 +18,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nmt.batching import collate
-from nmt.checkpoint import save_checkpoint
-from nmt.cli import app
+from nmt.artifacts.checkpoint import save_checkpoint
+from nmt.artifacts.ctranslate2 import ExportError, export_ctranslate2
+from nmt.cli.app import app
 from nmt.config import ConfigError
-from nmt.ct2_translator import CT2Translator, ExportedModelError
-from nmt.export import ExportError, export_ctranslate2
+from nmt.data.batch import collate
+from nmt.inference.ct2 import CT2Translator, ExportedModelError
+from nmt.inference.load import TranslateOptions, make_translator
 from nmt.models import build_model
 from nmt.tokenizer import Tokenizer, train_tokenizer
-from nmt.translate_cli import make_translator
 from tests import trained_tiny
 from tests.conftest import FIXTURES, tiny_config
 
@@ -48,7 +48,10 @@ def _tokens(translator, lines: list[str]) -> list[list[int]]:
 
 
 def test_float32_greedy_equals_pytorch_greedy(ckpt, exported) -> None:
-    ours, theirs = make_translator(ckpt, beam=1), make_translator(exported, beam=1)
+    ours, theirs = (
+        make_translator(ckpt, TranslateOptions(beam=1)),
+        make_translator(exported, TranslateOptions(beam=1)),
+    )
     assert isinstance(theirs, CT2Translator)
     lines = trained_tiny.sources()
     assert ours.translate_lines(lines) == trained_tiny.references()  # trained: no near-ties
@@ -57,19 +60,25 @@ def test_float32_greedy_equals_pytorch_greedy(ckpt, exported) -> None:
 
 def test_length_bound_is_the_pytorch_one(ckpt, exported) -> None:
     """Per-sentence bound a * source length + b: a batch of long and short sentences."""
-    ours, theirs = make_translator(ckpt, beam=1), make_translator(exported, beam=1)
+    ours, theirs = (
+        make_translator(ckpt, TranslateOptions(beam=1)),
+        make_translator(exported, TranslateOptions(beam=1)),
+    )
     for tr in (ours, theirs):
         tr.search = dataclasses.replace(tr.search, max_len_a=0.3, max_len_b=2)
     lines = trained_tiny.sources()
     got = _tokens(theirs, lines)
     assert got == _tokens(ours, lines)
-    assert any(len(g) < len(r) for g, r in zip(got, _tokens(make_translator(ckpt, beam=1), lines)))
+    assert any(
+        len(g) < len(r)
+        for g, r in zip(got, _tokens(make_translator(ckpt, TranslateOptions(beam=1)), lines))
+    )
 
 
 def test_batch_composition_does_not_change_the_output(exported) -> None:
     """What a sentence becomes may not depend on the sentences batched with it (serving)."""
     lines = trained_tiny.sources() + (FIXTURES / "test.de").read_text(encoding="utf-8").splitlines()
-    translator = make_translator(exported, beam=4)
+    translator = make_translator(exported, TranslateOptions(beam=4))
     whole = translator.translate_lines(lines)
     order = list(range(len(lines)))
     random.Random(0).shuffle(order)
@@ -108,8 +117,8 @@ def test_nbest_and_evaluate_accept_an_exported_dir(exported, tmp_path) -> None:
 
 def test_attention_matches_pytorch(ckpt, exported) -> None:
     line = trained_tiny.sources()[3]
-    ours = make_translator(ckpt, beam=1).attention(line)
-    theirs = make_translator(exported, beam=1).attention(line)
+    ours = make_translator(ckpt, TranslateOptions(beam=1)).attention(line)
+    theirs = make_translator(exported, TranslateOptions(beam=1)).attention(line)
     assert theirs.translation == ours.translation
     assert theirs.src_pieces == ours.src_pieces[:-1]  # CTranslate2 leaves out </s>
     rows = torch.tensor(ours.weights)[: len(theirs.weights), :-1]  # (T, S) without </s>
@@ -119,7 +128,7 @@ def test_attention_matches_pytorch(ckpt, exported) -> None:
 def test_int8_export_is_smaller_and_translates(ckpt, exported, tmp_path) -> None:
     small = export_ctranslate2(ckpt, tmp_path / "int8", "int8")
     assert (small / "model.bin").stat().st_size < 0.6 * (exported / "model.bin").stat().st_size
-    translator = make_translator(small, beam=2)
+    translator = make_translator(small, TranslateOptions(beam=2))
     assert translator.model.compute_type.startswith("int8")
     lines = trained_tiny.sources()
     assert len(translator.translate_lines(lines + [""])) == len(lines) + 1

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.quantize import quantize
-from nmt.search import beam_search, greedy_search
+from nmt.inference.quantize import quantize
+from nmt.inference.search import beam_search, greedy_search
 from tests.conftest import BACKBONES
 from tests.test_overfit import LIMITS, trained_reversal_model
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nmt.checkpoint import load_checkpoint
-from nmt.cli import app
-from nmt.rundir import RunDir
+from nmt.artifacts.checkpoint import load_checkpoint
+from nmt.artifacts.rundir import RunDir
+from nmt.cli.app import app
 from nmt.training import train_from_config
 from nmt.training.warmstart import ArchitectureMismatch, adopt_parent, load_warm_start
 from tests.conftest import FIXTURES, REPO, tiny_config

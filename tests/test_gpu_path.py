@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmt.batching import pad_sequences
-from nmt.checkpoint import load_checkpoint
+from nmt.artifacts.checkpoint import load_checkpoint
 from nmt.config import load_config
+from nmt.data.batch import pad_sequences
 from nmt.data.store.batches import make_batch, target_tokens
 from nmt.training import Trainer, TrainingError
 from nmt.training.distributed import DistContext, accumulation_groups, shard_batches, update_tokens

@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmt import checkpoint
-from nmt.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_train_state
+from nmt.artifacts import checkpoint
+from nmt.artifacts.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    load_train_state,
+)
 from nmt.training import Trainer, TrainingError, train_from_config
 from tests.conftest import FIXTURES, REPO, tiny_config
 

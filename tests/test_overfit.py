@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import Batch, collate
 from nmt.config import ModelConfig
+from nmt.data.batch import Batch, collate
+from nmt.inference.search import SearchLimits, greedy_search
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
-from nmt.search import SearchLimits, greedy_search
 from tests.conftest import BACKBONES
 
 VOCAB, PAD, BOS, EOS = 16, 0, 2, 3  # a toy vocabulary of its own: no tokenizer involved

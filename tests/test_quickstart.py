@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from nmt.cli import app
+from nmt.cli.app import app
 from nmt.config import load_config
 from nmt.data.multi30k import MIRROR_ENV
 from tests.conftest import REPO, mirror_dir

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from nmt.batching import pad_sequences
 from nmt.config import AttentionConfig, LSTMConfig, ModelConfig
+from nmt.data.batch import pad_sequences
 from nmt.models import build_model
 from nmt.models.attention import AttentionSeq2Seq
 from nmt.models.base import Seq2Seq

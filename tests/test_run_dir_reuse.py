@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nmt.cli import app
-from nmt.rundir import RunDir
+from nmt.artifacts.rundir import RunDir
+from nmt.cli.app import app
 from tests.conftest import FIXTURES, REPO
 
 TINY = REPO / "configs" / "tiny" / "lstm.yaml"

@@ -10,14 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nmt.batching import pad_sequences
-from nmt.checkpoint import save_checkpoint
-from nmt.cli import app
+from nmt.artifacts.checkpoint import save_checkpoint
+from nmt.cli.app import app
 from nmt.config import SearchConfig
+from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
+from nmt.inference.search import Sampling, SearchLimits, greedy_search, sample, search
+from nmt.inference.translator import Translator
 from nmt.models.base import Seq2Seq, State
-from nmt.search import Sampling, SearchLimits, greedy_search, sample, search
-from nmt.translate import Translator
 from tests.conftest import BACKBONES, tiny_config, tiny_model
 
 SENTENCES = ["Zwei junge Männer stehen am Strand.", "Ein Hund rennt.", "Eine Frau liest."]

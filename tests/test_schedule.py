@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmt.checkpoint import load_checkpoint
+from nmt.artifacts.checkpoint import load_checkpoint
 from nmt.config import ConfigError, TrainConfig
 from nmt.training import Trainer
 from nmt.training.schedule import LRSchedule, budget_progress

@@ -8,14 +8,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nmt.batching import encode_corpus, epoch_batches, make_batch
-from nmt.checkpoint import save_checkpoint
-from nmt.cli import app
-from nmt.ensemble import Ensemble
-from nmt.scoring import Scorer, format_score
+from nmt.artifacts.checkpoint import save_checkpoint
+from nmt.cli.app import app
+from nmt.data.batch import encode_corpus
+from nmt.inference.ensemble import Ensemble
+from nmt.inference.scoring import Scorer, format_score
 from nmt.textio import read_parallel
 from nmt.training.loss import smoothed_cross_entropy
 from tests.conftest import BACKBONES, FIXTURES, tiny_config, tiny_model
+from tests.reference_batcher import epoch_batches, make_batch
 
 runner = CliRunner()
 
@@ -78,7 +79,7 @@ def test_batching_and_chunks_keep_each_pairs_score(tok, pairs) -> None:
 
 
 def test_format_score() -> None:
-    from nmt.scoring import PairScore
+    from nmt.inference.scoring import PairScore
 
     score = PairScore([-1.0, -0.5, -1.5])
     assert format_score(score) == "-3.0000\t-1.0000"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nmt.checkpoint import CheckpointError, load_checkpoint, load_train_state
-from nmt.cli import app
+from nmt.artifacts.checkpoint import CheckpointError, load_checkpoint, load_train_state
+from nmt.cli.app import app
 from nmt.training import train_from_config
 from tests.conftest import FIXTURES, REPO
 

@@ -13,15 +13,15 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from nmt.checkpoint import save_checkpoint
-from nmt.cli import app as cli_app
-from nmt.export import export_ctranslate2
+from nmt.artifacts.checkpoint import save_checkpoint
+from nmt.artifacts.ctranslate2 import export_ctranslate2
+from nmt.cli.app import app as cli_app
+from nmt.inference.load import TranslateOptions, make_translator
 from nmt.models import build_model
 from nmt.serve.app import ServeLimits, create_app
 from nmt.serve.batcher import Batcher, QueueFull
 from nmt.serve.server import ServeOptions, load_service, serve_in_thread
 from nmt.textio import read_lines
-from nmt.translate_cli import make_translator
 from tests import trained_tiny
 from tests.conftest import FIXTURES, tiny_config
 
@@ -51,7 +51,9 @@ def test_concurrent_requests_equal_file_translation(engine: str, models, tmp_pat
     lines = _lines()
     src = tmp_path / "in.de"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    expected = make_translator(models[engine], beam=1).translate_lines(read_lines(src))
+    expected = make_translator(models[engine], TranslateOptions(beam=1)).translate_lines(
+        read_lines(src)
+    )
     service = load_service(models[engine], ServeOptions(beam=1))
     app = create_app(service, ServeLimits(max_wait_ms=20))
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as http:

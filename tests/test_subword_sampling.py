@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.checkpoint import load_train_state
+from nmt.artifacts.checkpoint import load_train_state
 from nmt.config import ConfigError
 from nmt.training import train_from_config
 from nmt.training.setup import load_corpora, prepare_tokenizer

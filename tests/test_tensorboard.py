@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nmt.artifacts.rundir import RunDir
 from nmt.config import ConfigError
-from nmt.rundir import RunDir
 from nmt.training import reporting, train_from_config
 from tests.conftest import FIXTURES, REPO, tiny_config
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.batching import pad_sequences
 from nmt.config import TransformerConfig
+from nmt.data.batch import pad_sequences
 from nmt.models.transformer import Transformer
 
 PAD, BOS, EOS = 0, 2, 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nmt.config import SearchConfig
-from nmt.translate import Translator
+from nmt.inference.translator import Translator
 from tests.conftest import FIXTURES, tiny_model
 
 

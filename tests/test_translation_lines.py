@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from nmt.checkpoint import save_checkpoint
-from nmt.cli import app
+from nmt.artifacts.checkpoint import save_checkpoint
+from nmt.cli.app import app
 from nmt.config import SearchConfig
-from nmt.translate import Translator
+from nmt.inference.translator import Translator
 from tests.conftest import tiny_config, tiny_model
 
 # Any text without a line break: control characters, emoji, right-to-left scripts, spaces.
@@ -57,7 +57,7 @@ def test_long_lines_are_truncated_with_one_warning(tok, caplog) -> None:
     search = SearchConfig(beam=1, max_len_a=0.0, max_len_b=3, batch_size=4)
     tr = Translator(tiny_model("transformer", tok).eval(), tok, search, max_src_len=64)
     long_line = " ".join(["Hund"] * 10_000)
-    with caplog.at_level(logging.WARNING, logger="nmt.translate"):
+    with caplog.at_level(logging.WARNING, logger="nmt.inference.translator"):
         out = tr.translate_lines([long_line, "Ein Hund.", long_line])
     assert len(out) == 3
     assert sum("truncated" in r.getMessage() for r in caplog.records) == 1

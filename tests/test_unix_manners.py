@@ -19,10 +19,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nmt.checkpoint import save_checkpoint
-from nmt.cli import app
+from nmt.artifacts.checkpoint import save_checkpoint
+from nmt.cli.app import app
 from nmt.errors import Interrupted, RuntimeFailure, UsageError, exit_code
-from nmt.search import length_penalty
+from nmt.inference.search import length_penalty
 from tests.conftest import FIXTURES, REPO, tiny_config, tiny_model
 
 runner = CliRunner()
@@ -67,7 +67,7 @@ def test_runtime_failures_exit_1(ckpt: Path, src_file: Path, tmp_path: Path, mon
     def failing(*args, **kwargs):
         raise RuntimeFailure("the model produced NaN")
 
-    monkeypatch.setattr("nmt.translate_cli.run_translate", failing)
+    monkeypatch.setattr("nmt.inference.files.run_translate", failing)
     result = runner.invoke(app, ["translate", str(ckpt), "-i", str(src_file)])
     assert result.exit_code == 1 and "error: the model produced NaN" in result.output
     monkeypatch.undo()
@@ -78,7 +78,7 @@ def test_runtime_failures_exit_1(ckpt: Path, src_file: Path, tmp_path: Path, mon
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(out) + ".part")
 
-    monkeypatch.setattr("nmt.translate_cli._write_hyps", disk_full)
+    monkeypatch.setattr("nmt.inference.files._write_hyps", disk_full)
     result = runner.invoke(app, ["translate", str(ckpt), "-i", str(src_file), "-o", str(out)])
     assert result.exit_code == 1, result.output
     assert "No space left on device" in result.output and "Traceback" not in result.output
@@ -95,7 +95,7 @@ def test_out_of_gpu_memory_is_one_line_and_exits_1(ckpt: Path, src_file: Path, m
             "CUDA out of memory. Tried to allocate 2.00 GiB.\nOf the allocated memory ..."
         )
 
-    monkeypatch.setattr("nmt.translate_cli.run_translate", out_of_memory)
+    monkeypatch.setattr("nmt.inference.files.run_translate", out_of_memory)
     result = runner.invoke(app, ["translate", str(ckpt), "-i", str(src_file)])
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -109,7 +109,7 @@ def test_a_safe_stop_by_signal_exits_128_plus_the_signal(ckpt: Path, monkeypatch
     def stopped(*args, **kwargs):
         raise Interrupted(signal.SIGTERM, "stopped; go on with: nmt train --resume RUN")
 
-    monkeypatch.setattr("nmt.translate_cli.run_translate", stopped)
+    monkeypatch.setattr("nmt.inference.files.run_translate", stopped)
     result = runner.invoke(app, ["translate", str(ckpt)], input="")
     assert result.exit_code == 143 and exit_code(Interrupted(signal.SIGINT, "")) == 130
     assert "stopped; go on with: nmt train --resume RUN" in result.stderr
@@ -319,7 +319,7 @@ def test_evaluate_refuses_misaligned_sources_before_translating(ckpt, src_file, 
     def never(*args, **kwargs):
         raise AssertionError("translated although the files do not align")
 
-    monkeypatch.setattr("nmt.translate_cli.make_translator", never)
+    monkeypatch.setattr("nmt.inference.files.make_translator", never)
     result = runner.invoke(
         app, ["evaluate", str(ckpt), "--src", str(src_file), "--ref", str(FIXTURES / "val.en")]
     )

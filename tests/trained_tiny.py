@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import collate
-from nmt.checkpoint import save_checkpoint
+from nmt.artifacts.checkpoint import save_checkpoint
 from nmt.config import Config
+from nmt.data.batch import collate
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.tokenizer import Tokenizer

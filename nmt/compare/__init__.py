@@ -6,7 +6,7 @@
     report.py       RESULTS.md and the summary plots, from results.json alone
 
 For every config, ``OUT/<config stem>/`` is an ordinary run directory
-(:mod:`nmt.rundir`) plus ``done.json`` (training finished: such a directory is reused,
+(:mod:`nmt.artifacts.rundir`) plus ``done.json`` (training finished: such a directory is reused,
 never retrained), ``evaluation.json`` (cached test scores) and ``test/`` (the scored
 translations). A run directory without ``done.json`` but with a resumable checkpoint
 continues training; the budget counts the time already spent. ``OUT`` receives

@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from nmt import plots
-from nmt.checkpoint import resolve_model_path
+from nmt.artifacts.checkpoint import resolve_model_path
 from nmt.compare.runs import RunSpec, write_json
 from nmt.config import Config, ConfigError, to_dict
 from nmt.device import describe_device
-from nmt.evaluate import score
+from nmt.inference.load import TranslateOptions, make_translator
+from nmt.inference.metrics import score
+from nmt.inference.translator import NoAttentionError, Translator
 from nmt.textio import read_lines
-from nmt.translate import NoAttentionError, Translator
-from nmt.translate_cli import make_translator
 
 log = logging.getLogger("nmt.compare")
 
@@ -75,7 +75,7 @@ def load_translator(checkpoint: Path, cfg: Config) -> Translator:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     search = dataclasses.replace(cfg.search, beam=BEAM, nbest=1)
-    return make_translator(checkpoint, device=cfg.train.device, search=search)
+    return make_translator(checkpoint, TranslateOptions(device=cfg.train.device), search)
 
 
 def score_test_set(translator: Translator, src: Path, ref: Path, hyp_path: Path) -> dict:

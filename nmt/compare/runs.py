@@ -15,10 +15,10 @@ from typing import Any
 import torch
 import yaml
 
+from nmt.artifacts.rundir import RunDir, step_number
 from nmt.config import Config, ConfigError, load_config, to_dict
 from nmt.device import describe_device
 from nmt.errors import Interrupted
-from nmt.rundir import RunDir, step_number
 from nmt.training import run_training
 
 log = logging.getLogger("nmt.compare")
@@ -176,7 +176,7 @@ def describe_selected(record: dict | None) -> str | None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    from nmt.checkpoint import atomic_write
+    from nmt.artifacts.checkpoint import atomic_write
 
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -20,9 +20,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from nmt.config import ConfigError
+from nmt.inference.load import TranslateOptions, make_translator
 from nmt.serve.app import ServeLimits, create_app
 from nmt.serve.service import TranslationService
-from nmt.translate_cli import make_translator
 
 log = logging.getLogger("nmt.serve")
 
@@ -39,13 +39,11 @@ class ServeOptions:
 
 
 def load_service(model: Path, opts: ServeOptions) -> TranslationService:
-    translator = make_translator(
-        model,
-        opts.beam,
-        batch_size=opts.batch_size,
-        device=opts.device,
+    options = TranslateOptions(
+        beam=opts.beam, batch_size=opts.batch_size, device=opts.device,
         quantization=opts.quantization,
-    )
+    )  # fmt: skip
+    translator = make_translator(model, options)
     return TranslationService(translator, Path(model).name)
 
 

@@ -7,8 +7,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from nmt.ct2_translator import CT2Translator
-from nmt.translate import NoAttentionError, Translator
+from nmt.inference.ct2 import CT2Translator
+from nmt.inference.translator import NoAttentionError, Translator
 
 log = logging.getLogger("nmt.serve")
 

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import torch
 
-from nmt.batching import Batch
+from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, TrainConfig
+from nmt.data.batch import Batch
 from nmt.data.store.batches import epoch_batches, make_batch, target_tokens
 from nmt.data.store.corpus import StoreCorpus
 from nmt.device import resolve_device
 from nmt.errors import RuntimeFailure
 from nmt.models.base import Seq2Seq
 from nmt.precision import check_precision, grad_scaler
-from nmt.rundir import RunDir
 from nmt.training.distributed import (
     DistContext,
     accumulation_groups,

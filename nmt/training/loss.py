@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from nmt.batching import Batch
+from nmt.data.batch import Batch
 from nmt.precision import autocast
 
 CHUNK_ROWS = 1024  # rows of fp32 temporaries at a time (1024 x 8k vocabulary = 32 MiB)

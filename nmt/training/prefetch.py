@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import torch
 
-from nmt.batching import Batch
+from nmt.data.batch import Batch
 
 T = TypeVar("T")
 

@@ -29,9 +29,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from nmt.artifacts.rundir import RunDir
 from nmt.config import ConfigError, TrainConfig
 from nmt.progress import console, progress_hidden
-from nmt.rundir import RunDir
 
 log = logging.getLogger("nmt.training")
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, apply_overrides, from_dict, load_config, to_dict
 from nmt.device import resolve_device
 from nmt.errors import UsageError
-from nmt.rundir import RunDir
 from nmt.training.distributed import broadcast_object, process_group
 from nmt.training.loop import Trainer
 from nmt.training.state import TrainState

@@ -9,19 +9,19 @@ from dataclasses import dataclass
 
 import torch
 
-from nmt.batching import encode_corpus
+from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, TrainConfig
+from nmt.data.batch import encode_corpus
 from nmt.data.readers import read_pairs
 from nmt.data.sources import resolve_split
 from nmt.data.store.batches import epoch_batches
 from nmt.data.store.corpus import StoreCorpus
-from nmt.data.store.setup import load_training_data, prepare_tokenizer, with_validation
+from nmt.data.store.training_data import load_training_data, prepare_tokenizer, with_validation
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
-from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer
 from nmt.training.distributed import DistContext
-from nmt.training.sampling import SubwordSampler
+from nmt.training.subword_sampling import SubwordSampler
 from nmt.training.warmstart import WarmStart
 
 log = logging.getLogger("nmt.training")

@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from nmt.average import save_step_checkpoint
-from nmt.checkpoint import (
+from nmt.artifacts.average import save_step_checkpoint
+from nmt.artifacts.checkpoint import (
     check_run_dir,
     load_checkpoint,
     load_train_state,
     save_checkpoint,
     save_train_state,
 )
+from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, save_config
 from nmt.models.base import Seq2Seq
-from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer
 from nmt.training.distributed import DistContext, gather_objects
 from nmt.training.schedule import LRSchedule

@@ -15,15 +15,15 @@ import torch
 
 from nmt.config import SearchConfig
 from nmt.data.store.batches import epoch_batches, make_batch
+from nmt.inference.translator import Translator
 from nmt.models.base import Seq2Seq
-from nmt.training.averaging import average_of_last, swapped_weights
 from nmt.training.distributed import broadcast_object
+from nmt.training.end_average import average_of_last, swapped_weights
 from nmt.training.loss import batch_loss_sum
 from nmt.training.prefetch import to_device
 from nmt.training.reporting import Reporter
 from nmt.training.setup import Corpora
 from nmt.training.state import Checkpointer, TrainState
-from nmt.translate import Translator
 
 log = logging.getLogger("nmt.training")
 

@@ -19,11 +19,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt.checkpoint import atomic_write, load_checkpoint, resolve_model_path
+from nmt.artifacts.checkpoint import atomic_write, load_checkpoint, resolve_model_path
+from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, ConfigError, to_dict
 from nmt.data.store.manifest import sha256_file
 from nmt.models.base import Seq2Seq
-from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.training")

@@ -13,8 +13,8 @@ Modules, in the order data flows through them:
 - :mod:`~nmt.data.store.manifest`: what a store was made from, integrity checks;
 - :mod:`~nmt.data.store.ensure`: where a store lives; rebuild when missing or stale;
 - :mod:`~nmt.data.store.corpus`: :class:`StoreCorpus`, rows and batches as tensors;
-- :mod:`~nmt.data.store.batches`: the batches of :mod:`nmt.batching`, vectorized;
-- :mod:`~nmt.data.store.setup`: what training calls (:func:`load_training_data`);
+- :mod:`~nmt.data.store.batches`: the batches of :mod:`nmt.data.batch`, vectorized;
+- :mod:`~nmt.data.store.training_data`: what training calls (:func:`load_training_data`);
 - :mod:`~nmt.data.store.stats`: ``nmt data prepare`` and ``nmt data stats``.
 
 Nothing is imported here, so that the build's worker processes import only what they use.

@@ -1,7 +1,7 @@
-"""Token-bucketed batches computed from length arrays: the batches of :mod:`nmt.batching`.
+"""Token-bucketed batches computed from length arrays: the batches of :mod:`nmt.data.batch`.
 
 :func:`epoch_batches` gives exactly the batches, in exactly the order, of
-:func:`nmt.batching.epoch_batches` for the same pairs, seed and epoch, so that a run
+:func:`tests.reference_batcher.epoch_batches` for the same pairs, seed and epoch, so that a run
 reads the same data whichever corpus type it holds, and ``--resume`` stays exact. It
 follows the same three steps on arrays instead of per-sentence Python objects:
 
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nmt.batching import Batch
+from nmt.data.batch import Batch
 from nmt.data.store.corpus import StoreCorpus
 from nmt.tokenizer import Tokenizer
 
@@ -84,7 +84,7 @@ def stable_rank(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
 def bucket_batches(
     src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: int, seed: int
 ) -> list[np.ndarray]:
-    """:func:`nmt.batching.bucket_batches` on length arrays: a list of index arrays."""
+    """:func:`tests.reference_batcher.bucket_batches` on length arrays: a list of index arrays."""
     order = shuffled_indices(len(src_lengths), seed)  # (N,)
     src_len, tgt_len = src_lengths[order], tgt_lengths[order]  # (N,) in shuffled order
     sizes = np.maximum(src_len, tgt_len + 1)  # (N,) padded tokens per pair
@@ -99,7 +99,7 @@ def bucket_batches(
 def epoch_batches(
     corpus: StoreCorpus, batch_tokens: int, seed: int, epoch: int
 ) -> list[np.ndarray]:
-    """:func:`nmt.batching.epoch_batches` for a :class:`StoreCorpus` (same seeds).
+    """:func:`tests.reference_batcher.epoch_batches` for a :class:`StoreCorpus` (same seeds).
 
     The last epoch's batches are kept on the corpus: training asks for the same epoch
     more than once (to count the steps of a run, then to train), and on millions of pairs
@@ -116,7 +116,7 @@ def epoch_batches(
 
 
 def make_batch(corpus: StoreCorpus, indices: Sequence[int] | np.ndarray, tok: Tokenizer) -> Batch:
-    """:func:`nmt.batching.make_batch` for a :class:`StoreCorpus` (identical tensors)."""
+    """:func:`tests.reference_batcher.make_batch` for a :class:`StoreCorpus` (identical tensors)."""
     return corpus.make_batch(indices, tok)
 
 

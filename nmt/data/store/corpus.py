@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nmt.batching import Batch
+from nmt.data.batch import Batch
 from nmt.data.store.manifest import StoreError, array_problem, read_manifest
 from nmt.tokenizer import Tokenizer
 
@@ -62,7 +62,7 @@ class Side:
 
 class StoreCorpus:
     """Pairs of id sequences (sources EOS-terminated, targets bare), as
-    :class:`nmt.batching.ParallelCorpus` holds them, without a Python object per pair."""
+    :class:`nmt.data.batch.ParallelCorpus` holds them, without a Python object per pair."""
 
     def __init__(self, src: Side, tgt: Side, directory: Path | None = None) -> None:
         if len(src.lengths) != len(tgt.lengths):
@@ -100,7 +100,7 @@ class StoreCorpus:
         return cls(_side(src), _side(tgt))
 
     def make_batch(self, indices: Sequence[int] | np.ndarray, tok: Tokenizer) -> Batch:
-        """The same tensors as :func:`nmt.batching.make_batch` for these pairs."""
+        """The same tensors as :func:`tests.reference_batcher.make_batch` for these pairs."""
         idx = np.asarray(indices, dtype=np.int64)  # (B,)
         src, _ = self.src.padded(idx, tok.pad_id)  # (B, S)
         body, tgt_len = self.tgt.padded(idx, tok.pad_id)  # (B, T - 1)

@@ -35,7 +35,7 @@ class EncodedChunk:
 
 
 class ChunkEncoder:
-    """Encodes pairs exactly as :func:`nmt.batching.encode_corpus` does, into arrays."""
+    """Encodes pairs exactly as :func:`nmt.data.batch.encode_corpus` does, into arrays."""
 
     def __init__(self, tok: Tokenizer, max_len: int) -> None:
         self.tok, self.max_len = tok, max_len

@@ -15,7 +15,7 @@ from nmt.data.sources import resolve_split
 from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.ensure import ensure_store
 from nmt.data.store.manifest import read_manifest
-from nmt.data.store.setup import prepare_tokenizer
+from nmt.data.store.training_data import prepare_tokenizer
 
 log = logging.getLogger("nmt.data.store")
 

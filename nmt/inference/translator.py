@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nmt.batching import pad_sequences
 from nmt.config import SearchConfig
+from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
+from nmt.inference.search import Hypothesis, Sampling, SearchLimits, greedy_search, search
 from nmt.models.base import Seq2Seq
 from nmt.precision import autocast
-from nmt.search import Hypothesis, Sampling, SearchLimits, greedy_search, search
 from nmt.tokenizer import Tokenizer
 
-log = logging.getLogger("nmt.translate")
+log = logging.getLogger("nmt.inference.translator")
 
 
 @dataclass

@@ -40,13 +40,13 @@ import torch
 from torch import nn
 
 import nmt
-from nmt.checkpoint import load_checkpoint, resolve_model_path
+from nmt.artifacts.checkpoint import load_checkpoint, resolve_model_path
 from nmt.config import Config, to_dict
 from nmt.errors import UsageError
 from nmt.models.transformer import Transformer
 from nmt.tokenizer import Tokenizer
 
-log = logging.getLogger("nmt.export")
+log = logging.getLogger("nmt.artifacts.ctranslate2")
 
 META_FILE = "nmt-export.json"
 FORMAT = "nmt-ctranslate2-1"

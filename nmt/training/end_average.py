@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import torch
 
-from nmt.average import average_checkpoints
+from nmt.artifacts.average import average_checkpoints
+from nmt.artifacts.rundir import RunDir
 from nmt.models.base import Seq2Seq
-from nmt.rundir import RunDir
 
 log = logging.getLogger("nmt.training")
 

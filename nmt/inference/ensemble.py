@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from nmt.checkpoint import CheckpointError, load_checkpoint
+from nmt.artifacts.checkpoint import CheckpointError, load_checkpoint
 from nmt.config import Config
 from nmt.models.base import Seq2Seq, State
 from nmt.tokenizer import Tokenizer
 
-log = logging.getLogger("nmt.ensemble")
+log = logging.getLogger("nmt.inference.ensemble")
 
 
 class Ensemble(Seq2Seq):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nmt.command import friendly_errors
+from nmt.cli.exits import friendly_errors
 from nmt.errors import UsageError
 
 data_app = typer.Typer(help="Download, prepare and inspect data sets.", no_args_is_help=True)

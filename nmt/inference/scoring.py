@@ -9,7 +9,7 @@ how probable the model finds each pair (fairseq's ``--score-reference``, ``maria
 
 Pairs are scored in length-sorted batches, a chunk at a time, and written back in input
 order: one output line per pair, in constant memory whatever the corpus size. Only the
-backbone contract's ``forward`` is used, so ensembles (:class:`nmt.ensemble.Ensemble`,
+backbone contract's ``forward`` is used, so ensembles (:class:`nmt.inference.ensemble.Ensemble`,
 whose forward is the mixture) score like single models.
 """
 
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from nmt.batching import collate
+from nmt.data.batch import collate
 from nmt.errors import UsageError
+from nmt.inference.load import load_for_inference
 from nmt.models.base import Seq2Seq, log_softmax_fp32
 from nmt.precision import autocast
 from nmt.textio import (
@@ -39,7 +40,7 @@ from nmt.textio import (
 )
 from nmt.tokenizer import Tokenizer
 
-log = logging.getLogger("nmt.scoring")
+log = logging.getLogger("nmt.inference.scoring")
 
 
 @dataclass
@@ -176,8 +177,6 @@ def run_score(
     device: str = "auto",
 ) -> None:
     """``nmt score``: pairs from ``src``/``tgt`` or from TSV lines, scores to ``output``."""
-    from nmt.translate_cli import load_for_inference
-
     if (src is None) != (tgt is None):
         raise UsageError("give --src and --tgt together (or source<TAB>target lines on stdin)")
     if src is not None and tsv is not None:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nmt.artifacts.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, to_dict
 from nmt.models.base import Seq2Seq
-from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer
 
-log = logging.getLogger("nmt.average")
+log = logging.getLogger("nmt.artifacts.average")
 
 
 def step_checkpoints(run_dir: Path) -> list[Path]:

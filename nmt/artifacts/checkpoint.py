@@ -22,11 +22,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, ConfigError, from_dict, to_dict
 from nmt.errors import UsageError
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
-from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer, TokenizerError
 
 FORMAT = "nmt-checkpoint-1"

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import sentencepiece as spm
 
-from nmt.batching import encode_corpus
 from nmt.config import TokenizerConfig
+from nmt.data.batch import encode_corpus
 from nmt.data.store.corpus import StoreCorpus
 from nmt.tokenizer import Tokenizer
 
@@ -33,7 +33,7 @@ log = logging.getLogger("nmt.training")
 @dataclass(frozen=True)
 class _SampledEncoder:
     """``encode_src``/``encode_tgt`` of a tokenizer, sampling the segmentation: what
-    :func:`nmt.batching.encode_corpus` needs, so the length filter stays in one place."""
+    :func:`nmt.data.batch.encode_corpus` needs, so the length filter stays in one place."""
 
     tok: Tokenizer
     alpha: float

@@ -1,16 +1,13 @@
-"""Parallel corpora as id sequences, token-based batches with length bucketing.
+"""Batches of id sequences: the padded tensors a model trains on, and encoded corpora.
 
-Sentences of similar length go together so that little of a batch is padding
-(the length bucketing of Sutskever et al. 2014, sec. 3.4, used by every toolkit since),
-and a batch holds about ``batch_tokens`` padded tokens rather than a fixed number of
-sentences, so long and short sentences cost the same memory per step.
+How batches are planned (length bucketing, token budgets) is the data store's job:
+:mod:`nmt.data.store.batches`.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import random
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +15,7 @@ from torch import Tensor
 
 from nmt.tokenizer import Tokenizer
 
-log = logging.getLogger("nmt.batching")
+log = logging.getLogger("nmt.data.batch")
 
 
 @dataclass
@@ -77,42 +74,6 @@ def encode_corpus(
     return ParallelCorpus(src, tgt)
 
 
-def bucket_batches(corpus: ParallelCorpus, batch_tokens: int, seed: int) -> list[list[int]]:
-    """Group sentence indices into batches of at most ``batch_tokens`` padded tokens.
-
-    Sentences are sorted by (target, source) length with random tie-breaking, so each
-    epoch's batches differ a little; the caller shuffles the order of the batches.
-    """
-    rng = random.Random(seed)
-    order = list(range(len(corpus)))
-    rng.shuffle(order)
-    order.sort(key=lambda i: (len(corpus.tgt[i]), len(corpus.src[i])))
-    batches, current, longest = [], [], 0
-    for i in order:
-        size = max(len(corpus.src[i]), len(corpus.tgt[i]) + 1)
-        if current and max(longest, size) * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, size)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def epoch_batches(
-    corpus: ParallelCorpus, batch_tokens: int, seed: int, epoch: int
-) -> list[list[int]]:
-    """The batches of one epoch, in a shuffled order that depends only on (seed, epoch).
-
-    Being a pure function of (seed, epoch) makes an interrupted run resumable at the
-    exact batch where it stopped.
-    """
-    batches = bucket_batches(corpus, batch_tokens, seed * 100_003 + epoch)
-    random.Random(seed * 7_919 + epoch).shuffle(batches)
-    return batches
-
-
 def pad_sequences(seqs: list[list[int]], pad_id: int) -> Tensor:
     """Right-pad id lists into one (B, L) tensor: one copy of all ids, not one per row."""
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)  # (B,)
@@ -129,7 +90,3 @@ def collate(src: list[list[int]], tgt: list[list[int]], tok: Tokenizer) -> Batch
     tgt_out = pad_sequences([t + [tok.eos_id] for t in tgt], tok.pad_id)  # (B, T)
     n_tokens = sum(len(t) + 1 for t in tgt)
     return Batch(src_t, src_t != tok.pad_id, tgt_in, tgt_out, n_tokens)
-
-
-def make_batch(corpus: ParallelCorpus, indices: list[int], tok: Tokenizer) -> Batch:
-    return collate([corpus.src[i] for i in indices], [corpus.tgt[i] for i in indices], tok)

@@ -1,6 +1,6 @@
-"""Translating with an exported CTranslate2 model directory (see :mod:`nmt.export`).
+"""Translating with an exported CTranslate2 model directory (see :mod:`nmt.artifacts.ctranslate2`).
 
-:class:`CT2Translator` is a :class:`~nmt.translate.Translator` whose search runs in
+:class:`CT2Translator` is a :class:`~nmt.inference.translator.Translator` whose search runs in
 CTranslate2: reading input in chunks, length-sorted batches, empty lines, truncation of
 over-long sources and detokenization are the ones of the PyTorch path, so the guarantee
 is the same: N lines in, N lines out, in order.
@@ -9,7 +9,7 @@ Search settings and how CTranslate2 honours them:
 
 - ``beam``, ``nbest``: ``beam_size``, ``num_hypotheses``;
 - maximum output length ``a * source_length + b`` (per sentence, as
-  :class:`~nmt.search.SearchLimits` computes it): CTranslate2 takes one
+  :class:`~nmt.inference.search.SearchLimits` computes it): CTranslate2 takes one
   ``max_decoding_length`` per call, so sentences run in buckets of similar bounds and
   the rare one that outgrows its own bound is searched again alone with it (see
   :meth:`CT2Translator._search_ids`);
@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 
-from nmt.batching import pad_sequences
+from nmt.artifacts.ctranslate2 import FORMAT, META_FILE, is_exported_dir, vocabulary
 from nmt.config import ConfigError, SearchConfig, from_dict
+from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
-from nmt.export import FORMAT, META_FILE, is_exported_dir, vocabulary
-from nmt.search import Hypothesis
+from nmt.inference.search import Hypothesis
+from nmt.inference.translator import AttentionMap, Translator
 from nmt.tokenizer import Tokenizer, TokenizerError
-from nmt.translate import AttentionMap, Translator
 
 log = logging.getLogger("nmt.ct2")
 

@@ -1,0 +1,21 @@
+"""The ``nmt`` command line: the only package that imports Typer.
+
+:func:`main` installs the signal handlers before anything heavy is imported, so Ctrl-C
+is handled the same way from the first moment (see :mod:`nmt.interrupts`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    from nmt import interrupts
+
+    interrupts.install()
+    try:
+        from nmt.cli.app import app
+    except KeyboardInterrupt as e:  # while the commands are being imported
+        print(str(e) or "interrupted", file=sys.stderr)
+        sys.exit(interrupts.exit_status(e))
+    app()

@@ -1,0 +1,12 @@
+"""Inference: from a trained model on disk to translations, scores and metrics.
+
+- :mod:`~nmt.inference.load`: a run, checkpoint, ensemble or export -> a :class:`Translator`;
+- :mod:`~nmt.inference.translator`: lines -> hypotheses, length-sorted batches, order kept;
+- :mod:`~nmt.inference.search`: greedy, beam search and sampling over the backbone contract;
+- :mod:`~nmt.inference.ensemble`, :mod:`~nmt.inference.ct2`, :mod:`~nmt.inference.quantize`:
+  other ways to run the same search;
+- :mod:`~nmt.inference.files`: whole files and standard input;
+- :mod:`~nmt.inference.scoring` (forced decoding) and :mod:`~nmt.inference.metrics` (sacreBLEU).
+
+Nothing here imports :mod:`nmt.training` or :mod:`nmt.cli`.
+"""
