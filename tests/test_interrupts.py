@@ -19,10 +19,10 @@ from tests.conftest import REPO
 
 def _child(tmp_path: Path, body: str, install: bool = True) -> subprocess.Popen:
     """``python -m`` of a module (as ``python -m nmt`` and torchrun run nmt) that installs
-    nmt's handlers, prints 'ready' and runs ``body``."""
+    nmt's handlers and runs ``body``, which prints 'ready' once a signal is expected."""
     code = "import sys\nfrom nmt import interrupts\n"
     code += "interrupts.install()\n" if install else ""
-    code += "print('ready', flush=True)\n" + textwrap.dedent(body)
+    code += textwrap.dedent(body)
     (tmp_path / "child.py").write_text(code, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
@@ -51,6 +51,7 @@ def test_a_swallowed_interrupt_still_ends_the_process(sig: int, status: int, tmp
         """
         import time
         try:
+            print("ready", flush=True)
             time.sleep(30)
         except KeyboardInterrupt:
             pass  # swallowed, as C code that clears errors does
@@ -72,7 +73,7 @@ def test_an_interrupt_inside_exec_of_a_string_exits_130_not_by_sigint(install, t
         install=install,
         body="""
         try:
-            exec("import time\\ntime.sleep(30)")
+            exec("print('ready', flush=True)\\nimport time\\ntime.sleep(30)")
         except KeyboardInterrupt as e:
             print(type(e).__name__, file=sys.stderr)
             sys.exit(130)
