@@ -32,6 +32,10 @@ class RuntimeFailure(NmtError, RuntimeError):
     exit_code = 1
 
 
+class ConfigError(UsageError):
+    """A configuration problem that the user can fix; the message says what and where."""
+
+
 class Interrupted(Exception):
     """A command stopped by a signal after it put its work in a safe state (training:
     its resumable checkpoint written). Not an error: the message says how to go on, and

@@ -53,7 +53,7 @@ def _reversal_data(n: int, seed: int) -> tuple[list[list[int]], list[list[int]]]
 @functools.cache
 def trained_reversal_model(backbone: str) -> tuple[Seq2Seq, Batch, list[list[int]], list[float]]:
     """A backbone trained on 24 reversal pairs until its loss is near zero (cached)."""
-    from nmt.config import _build
+    from nmt.config.load import _build
 
     torch.manual_seed(0)
     cfg = _build(ModelConfig, {"type": backbone, **MODELS[backbone]}, "model")
