@@ -1,5 +1,5 @@
 """``python -m nmt`` (also what ``torchrun -m nmt`` launches)."""
 
-from nmt.cli import main
+from nmt.cli.main import main
 
 main()

@@ -35,6 +35,7 @@ from nmt.data.store.training_data import load_training_data, prepare_tokenizer
 from nmt.textio import CorpusError, read_parallel
 from nmt.tokenizer import Tokenizer, train_tokenizer
 from nmt.training.distributed import DistContext, current, shard_batches
+from nmt.training.setup import load_corpora
 from tests import reference_batcher as batching
 from tests.conftest import FIXTURES, tiny_config
 
@@ -76,7 +77,7 @@ def rows(corpus: StoreCorpus) -> tuple[list[list[int]], list[list[int]]]:
 
 
 def store_of(cfg: Config, tok: Tokenizer, **kwargs: bool) -> StoreCorpus:
-    return StoreCorpus.open(ensure_store(cfg, cfg.data.train, tok, **kwargs))
+    return StoreCorpus.open(ensure_store(cfg.data, cfg.data.train, tok, **kwargs))
 
 
 def built_at(directory: Path) -> tuple:
@@ -101,7 +102,7 @@ def test_filter_drops_as_encode_corpus(data_dir: Path, tok: Tokenizer) -> None:
     (data_dir / "train.en").write_text("\n".join(lines) + "\n", encoding="utf-8")
     src, tgt = read_parallel(data_dir / "train.de", data_dir / "train.en")
     reference = encode_corpus(tok, src, tgt, 12)
-    directory = ensure_store(config_for(data_dir, **{"data.max_len": "12"}), "train", tok)
+    directory = ensure_store(config_for(data_dir, **{"data.max_len": "12"}).data, "train", tok)
     assert rows(StoreCorpus.open(directory)) == (reference.src, reference.tgt)
     counts = manifest.read_manifest(directory)["counts"]
     assert counts["read"] == 400 and counts["kept"] == len(reference.src)
@@ -199,21 +200,21 @@ def test_first_20_losses_equal_the_in_memory_path(
 # --- staleness and integrity ------------------------------------------------------------------
 def test_unchanged_store_is_reused(data_dir: Path, tok: Tokenizer) -> None:
     cfg = config_for(data_dir)
-    first = ensure_store(cfg, "train", tok)
+    first = ensure_store(cfg.data, "train", tok)
     before = built_at(first)
-    assert ensure_store(cfg, "train", tok, hash_inputs=True) == first
+    assert ensure_store(cfg.data, "train", tok, hash_inputs=True) == first
     assert built_at(first) == before
 
 
 def test_changed_corpus_rebuilds(data_dir: Path, tok: Tokenizer) -> None:
     cfg = config_for(data_dir)
-    directory = ensure_store(cfg, "train", tok)
+    directory = ensure_store(cfg.data, "train", tok)
     before = rows(StoreCorpus.open(directory))
     text = (data_dir / "train.en").read_text(encoding="utf-8")
     changed = text.replace("a", "e", 1)  # same size: only the checksum tells
     assert len(changed) == len(text) and changed != text
     (data_dir / "train.en").write_text(changed, encoding="utf-8")
-    assert ensure_store(cfg, "train", tok) == directory
+    assert ensure_store(cfg.data, "train", tok) == directory
     after = rows(StoreCorpus.open(directory))
     assert after[0] == before[0] and after[1] != before[1]
     assert after == rows(StoreCorpus.from_sequences(*_encoded(data_dir, tok)))
@@ -231,15 +232,15 @@ def test_touched_file_keeps_its_store_and_old_files_are_not_hashed(
     old = 1_600_000_000
     for name in ("train.de", "train.en"):
         os.utime(data_dir / name, (old, old))
-    directory = ensure_store(cfg, "train", tok)
+    directory = ensure_store(cfg.data, "train", tok)
     before = built_at(directory)
     hashed: list[Path] = []
     real = manifest.sha256_file
     monkeypatch.setattr(manifest, "sha256_file", lambda p: hashed.append(Path(p)) or real(p))
-    ensure_store(cfg, "train", tok)  # size and time as recorded: the corpus is not read
+    ensure_store(cfg.data, "train", tok)  # size and time as recorded: the corpus is not read
     assert not any(p.parent == data_dir for p in hashed)
     os.utime(data_dir / "train.de")  # touched: hashed, found equal, store kept
-    ensure_store(cfg, "train", tok)
+    ensure_store(cfg.data, "train", tok)
     assert data_dir / "train.de" in hashed and built_at(directory) == before
 
 
@@ -247,11 +248,11 @@ def test_store_of_another_tokenizer_is_never_used(
     data_dir: Path, tok: Tokenizer, tmp_path: Path
 ) -> None:
     cfg = config_for(data_dir)
-    mine = ensure_store(cfg, "train", tok)
+    mine = ensure_store(cfg.data, "train", tok)
     other_tok = train_tokenizer(
         tmp_path / "other", [data_dir / "train.de"], [data_dir / "train.en"], 300
     )
-    theirs = ensure_store(cfg, "train", other_tok)
+    theirs = ensure_store(cfg.data, "train", other_tok)
     assert theirs != mine
     reference = in_memory(data_dir, other_tok)
     assert rows(StoreCorpus.open(theirs)) == (reference.src, reference.tgt)
@@ -259,14 +260,14 @@ def test_store_of_another_tokenizer_is_never_used(
     meta = manifest.read_manifest(mine)
     meta["identity"]["tokenizer"]["src"] = "0" * 64
     manifest.write_manifest(mine, meta)
-    ensure_store(cfg, "train", tok)
-    assert manifest.read_manifest(mine)["identity"] == plan_store(cfg, "train", tok).identity
+    ensure_store(cfg.data, "train", tok)
+    assert manifest.read_manifest(mine)["identity"] == plan_store(cfg.data, "train", tok).identity
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "manifest"])
 def test_damaged_store_is_detected_and_rebuilt(data_dir: Path, tok: Tokenizer, damage: str) -> None:
     cfg = config_for(data_dir)
-    directory = ensure_store(cfg, "train", tok)
+    directory = ensure_store(cfg.data, "train", tok)
     expected = rows(StoreCorpus.open(directory))
     ids = directory / "tgt.ids.bin"
     data = bytearray(ids.read_bytes())
@@ -279,9 +280,9 @@ def test_damaged_store_is_detected_and_rebuilt(data_dir: Path, tok: Tokenizer, d
             StoreCorpus.open(directory)  # never read
     else:
         (directory / "manifest.json").write_text("{not json", encoding="utf-8")
-    problem = store_problem(plan_store(cfg, "train", tok), hash_inputs=False, hash_arrays=True)
+    problem = store_problem(plan_store(cfg.data, "train", tok), hash_inputs=False, hash_arrays=True)
     assert problem and {"flip": "corrupted", "truncate": "truncated"}.get(damage, "") in problem
-    assert ensure_store(cfg, "train", tok) == directory
+    assert ensure_store(cfg.data, "train", tok) == directory
     assert rows(StoreCorpus.open(directory)) == expected
 
 
@@ -289,7 +290,7 @@ def test_unwritable_store_folder_is_a_clear_error(data_dir: Path, tok: Tokenizer
     (data_dir / "a-file").write_text("", encoding="utf-8")
     cfg = config_for(data_dir, **{"data.store_dir": str(data_dir / "a-file" / "stores")})
     with pytest.raises(StoreError, match="cannot build the data store .*set data.store_dir"):
-        ensure_store(cfg, "train", tok)
+        ensure_store(cfg.data, "train", tok)
 
 
 def test_interrupted_build_leaves_no_store(
@@ -302,13 +303,13 @@ def test_interrupted_build_leaves_no_store(
 
     monkeypatch.setattr(build.Counts, "add", crash)
     with pytest.raises(KeyboardInterrupt):
-        ensure_store(cfg, "train", tok)
+        ensure_store(cfg.data, "train", tok)
     assert [p.suffix for p in (data_dir / "stores").iterdir()] == [".lock"]
 
 
 def test_parallel_build_equals_serial_build(data_dir: Path, tok: Tokenizer, tmp_path: Path) -> None:
     cfg = config_for(data_dir)
-    plan = plan_store(cfg, "train", tok)
+    plan = plan_store(cfg.data, "train", tok)
     serial = build.build_store(
         plan.source, tok, MAX_LEN, tmp_path / "serial", plan.identity, 1, chunk_pairs=64
     )
@@ -424,7 +425,7 @@ def _rank(rank: int, port: int, data_dir: str, out: str) -> None:
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
     try:
         tok = Tokenizer.load(FIXTURES / "spm.tiny", joint=True)
-        data = load_training_data(config_for(Path(data_dir)), tok, current())
+        data = load_corpora(config_for(Path(data_dir)), tok, current())
         shard = shard_batches(epoch_batches(data.train, 300, 1, 0), current())
         tgt = [make_batch(data.train, idx, tok).tgt_out.tolist() for idx in shard]
         record = {"store": str(data.train.directory), "indices": [b.tolist() for b in shard]}

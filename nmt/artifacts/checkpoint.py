@@ -29,7 +29,7 @@ from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.tokenizer import Tokenizer, TokenizerError
 
-FORMAT = "nmt-checkpoint-1"
+CHECKPOINT_FORMAT = "nmt-checkpoint-1"
 _SRC_SPM, _TGT_SPM = "__tokenizer__.src", "__tokenizer__.tgt"
 
 
@@ -100,7 +100,7 @@ def save_checkpoint(
     if not tok.joint:
         tensors[_TGT_SPM] = torch.frombuffer(bytearray(tok.tgt_proto), dtype=torch.uint8)
     header = {
-        "format": FORMAT,
+        "format": CHECKPOINT_FORMAT,
         "config": json.dumps(to_dict(cfg)),
         "aliases": json.dumps(aliases),
         "meta": json.dumps(meta or {}),
@@ -119,8 +119,8 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable nmt checkpoint ({e})") from e
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an nmt checkpoint (no '{FORMAT}' header)")
+    if header.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an nmt checkpoint (no '{CHECKPOINT_FORMAT}' header)")
     return tensors, header
 
 

@@ -49,8 +49,8 @@ from nmt.tokenizer import Tokenizer
 log = logging.getLogger("nmt.artifacts.ctranslate2")
 
 META_FILE = "nmt-export.json"
-FORMAT = "nmt-ctranslate2-1"
-QUANTIZATIONS = ("float32", "int8", "int8_bfloat16", "bfloat16")
+EXPORT_FORMAT = "nmt-ctranslate2-1"
+EXPORT_QUANTIZATIONS = ("float32", "int8", "int8_bfloat16", "bfloat16")
 
 
 class ExportError(UsageError):
@@ -59,9 +59,9 @@ class ExportError(UsageError):
 
 def export_ctranslate2(model_path: Path, out: Path, quantization: str = "float32") -> Path:
     """Write a CTranslate2 model directory for the Transformer at ``model_path``."""
-    if quantization not in QUANTIZATIONS:
+    if quantization not in EXPORT_QUANTIZATIONS:
         raise ExportError(
-            f"--quantization must be one of {', '.join(QUANTIZATIONS)}, not '{quantization}'"
+            f"--quantization must be one of {', '.join(EXPORT_QUANTIZATIONS)}, not '{quantization}'"
         )
     _check_out_dir(out)
     source = resolve_model_path(model_path)
@@ -248,7 +248,7 @@ def write_metadata(
     import ctranslate2
 
     data = {
-        "format": FORMAT,
+        "format": EXPORT_FORMAT,
         "engine": "ctranslate2",
         "ctranslate2_version": ctranslate2.__version__,
         "nmt_version": nmt.__version__,

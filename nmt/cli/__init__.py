@@ -1,21 +1,9 @@
 """The ``nmt`` command line: the only package that imports Typer.
 
-:func:`main` installs the signal handlers before anything heavy is imported, so Ctrl-C
-is handled the same way from the first moment (see :mod:`nmt.interrupts`).
+- :mod:`~nmt.cli.main`: the entry point (signal handlers first, then the commands);
+- :mod:`~nmt.cli.app`: the Typer app and the global options;
+- :mod:`~nmt.cli.train`, :mod:`~nmt.cli.translate`, :mod:`~nmt.cli.runs`,
+  :mod:`~nmt.cli.data`: the commands, one module per group, each a thin layer that parses
+  options into the library's option objects and calls the library;
+- :mod:`~nmt.cli.exits`: one-line errors and exit statuses for every command.
 """
-
-from __future__ import annotations
-
-import sys
-
-
-def main() -> None:
-    from nmt import interrupts
-
-    interrupts.install()
-    try:
-        from nmt.cli.app import app
-    except KeyboardInterrupt as e:  # while the commands are being imported
-        print(str(e) or "interrupted", file=sys.stderr)
-        sys.exit(interrupts.exit_status(e))
-    app()

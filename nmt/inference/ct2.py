@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from nmt.artifacts.ctranslate2 import FORMAT, META_FILE, is_exported_dir, vocabulary
+from nmt.artifacts.ctranslate2 import EXPORT_FORMAT, META_FILE, is_exported_dir, vocabulary
 from nmt.config import ConfigError, SearchConfig, from_dict
 from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
@@ -171,8 +171,8 @@ def read_metadata(path: Path) -> dict:
         meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise ExportedModelError(f"{path / META_FILE} is not readable: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ExportedModelError(f"{path} is not an nmt CTranslate2 export ('{FORMAT}')")
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+        raise ExportedModelError(f"{path} is not an nmt CTranslate2 export ('{EXPORT_FORMAT}')")
     return meta
 
 

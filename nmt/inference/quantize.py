@@ -15,13 +15,15 @@ from torch import nn
 
 from nmt.config import ConfigError
 
-QUANTIZATIONS = ("none", "int8")
+DYNAMIC_QUANTIZATIONS = ("none", "int8")
 
 
 def quantize(model: nn.Module, kind: str) -> nn.Module:
     """Return ``model`` (kind ``none``) or an int8 dynamically quantized copy (CPU only)."""
-    if kind not in QUANTIZATIONS:
-        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, not '{kind}'")
+    if kind not in DYNAMIC_QUANTIZATIONS:
+        raise ConfigError(
+            f"--quantize must be one of {', '.join(DYNAMIC_QUANTIZATIONS)}, not '{kind}'"
+        )
     if kind == "none":
         return model
     if any(p.device.type != "cpu" for p in model.parameters()):

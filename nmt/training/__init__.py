@@ -3,10 +3,10 @@
 run.py          entry point: one run from a config (``nmt train``, ``nmt compare``)
 loop.py         Trainer: epochs, updates, when to validate and stop
 setup.py        tokenizer, corpora, optimizer: what a run needs before its first update
-sampling.py     subword regularization: the training pairs re-segmented each epoch
+subword_sampling.py  subword regularization: the training pairs re-segmented each epoch
 warmstart.py    fine-tuning (--init): the parent checkpoint's weights and tokenizer
 validation.py   validation loss and BLEU, the record of a validation, the best checkpoint
-averaging.py    end-of-training checkpoint averaging (train.average_last)
+end_average.py  end-of-training checkpoint averaging (train.average_last)
 state.py        checkpoints and resume: optimizer, schedule, RNG, position in the epoch
 reporting.py    progress bar, metrics.jsonl, TensorBoard curves
 stopping.py     stop conditions, SIGINT/SIGTERM (and the exit status after them), the clock

@@ -16,11 +16,16 @@ from nmt.data.readers import read_pairs
 from nmt.data.sources import resolve_split
 from nmt.data.store.batches import epoch_batches
 from nmt.data.store.corpus import StoreCorpus
-from nmt.data.store.training_data import load_training_data, prepare_tokenizer, with_validation
+from nmt.data.store.training_data import (
+    TrainingData,
+    load_training_data,
+    prepare_tokenizer,
+    with_validation,
+)
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.tokenizer import Tokenizer
-from nmt.training.distributed import DistContext
+from nmt.training.distributed import DistContext, main_first
 from nmt.training.subword_sampling import SubwordSampler
 from nmt.training.warmstart import WarmStart
 
@@ -41,13 +46,9 @@ def run_tokenizer(
 
 
 @dataclass
-class Corpora:
-    """Training pairs, validation pairs, and the validation text that BLEU is computed on."""
+class Corpora(TrainingData):
+    """The data store's training data, re-sampled each epoch under subword regularization."""
 
-    train: StoreCorpus
-    valid: StoreCorpus
-    valid_src: list[str]
-    valid_ref: list[str]
     sampler: SubwordSampler | None = None  # tokenizer.sample_alpha > 0: train re-encoded
     train_epoch: int | None = None  # the epoch whose sample ``train`` holds
 
@@ -62,7 +63,9 @@ def load_corpora(cfg: Config, tok: Tokenizer, ctx: DistContext | None = None) ->
     """The run's data: the memory-mapped store of the training split (built when missing
     or stale), or, under subword regularization, the training text re-encoded each epoch."""
     if cfg.tokenizer.sample_alpha <= 0:
-        data = load_training_data(cfg, tok, ctx)
+        ctx = ctx or DistContext()
+        with main_first(ctx):  # rank 0 verifies or builds; the others then find it up to date
+            data = load_training_data(cfg, tok, hash_arrays=ctx.is_main)
         return Corpora(data.train, data.valid, data.valid_src, data.valid_ref)
     src, tgt = read_pairs(resolve_split(cfg.data, cfg.data.train))
     sampler = SubwordSampler(tok, cfg.tokenizer, src, tgt, cfg.data.max_len, cfg.train.seed)

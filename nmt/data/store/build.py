@@ -38,7 +38,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from nmt.data.readers import PairReader
 from nmt.data.sources import CorpusSource
 from nmt.data.store.encode import ChunkEncoder, EncodedChunk, encode_in_worker, init_worker
-from nmt.data.store.manifest import FORMAT, fingerprint, write_manifest
+from nmt.data.store.manifest import STORE_FORMAT, fingerprint, write_manifest
 from nmt.errors import RuntimeFailure
 from nmt.progress import console
 from nmt.tokenizer import Tokenizer
@@ -212,7 +212,7 @@ def _write_store(
     seconds = time.monotonic() - start
     arrays = {**writers[0].close(), **writers[1].close()}
     manifest = {
-        "format": FORMAT,
+        "format": STORE_FORMAT,
         "identity": identity,
         "inputs": inputs,
         "counts": counts.as_dict(),

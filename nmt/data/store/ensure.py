@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nmt.config import Config, DataConfig
+from nmt.config import DataConfig
 from nmt.data.sources import CorpusSource, resolve_split
 from nmt.data.store.build import build_store
 from nmt.data.store.manifest import (
-    FORMAT,
+    STORE_FORMAT,
     StoreError,
     array_problem,
     identity,
@@ -65,8 +65,7 @@ class StorePlan:
     max_len: int
 
 
-def plan_store(cfg: Config, split: str, tok: Tokenizer) -> StorePlan:
-    d = cfg.data
+def plan_store(d: DataConfig, split: str, tok: Tokenizer) -> StorePlan:
     source = resolve_split(d, split)
     ident = identity(source, tokenizer_digests(tok), d.max_len)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(split).name)
@@ -92,8 +91,8 @@ def store_problem(plan: StorePlan, hash_inputs: bool, hash_arrays: bool) -> str 
 def _manifest_problem(
     plan: StorePlan, manifest: dict[str, Any], hash_inputs: bool, hash_arrays: bool
 ) -> str | None:
-    if manifest["format"] != FORMAT:
-        return f"store format {manifest['format']}, this version reads {FORMAT}"
+    if manifest["format"] != STORE_FORMAT:
+        return f"store format {manifest['format']}, this version reads {STORE_FORMAT}"
     if manifest["identity"] != plan.identity:
         return "made with another tokenizer, other files or another max_len"
     inputs = []
@@ -128,7 +127,7 @@ def store_lock(directory: Path) -> Iterator[OSError | None]:
 
 
 def ensure_store(
-    cfg: Config,
+    data: DataConfig,
     split: str,
     tok: Tokenizer,
     *,
@@ -137,7 +136,7 @@ def ensure_store(
     rebuild: bool = False,
 ) -> Path:
     """The folder of ``split``'s up-to-date store, built first if missing or stale."""
-    plan = plan_store(cfg, split, tok)
+    plan = plan_store(data, split, tok)
     with store_lock(plan.directory) as unwritable:
         reason = "rebuild asked for" if rebuild else store_problem(plan, hash_inputs, hash_arrays)
         if reason is None:
@@ -150,5 +149,5 @@ def ensure_store(
             )
         level = logging.INFO if reason == "not built yet" else logging.WARNING
         log.log(level, "building data store %s (%s)", plan.directory, reason)
-        build_store(plan.source, tok, plan.max_len, plan.directory, plan.identity, cfg.data.workers)
+        build_store(plan.source, tok, plan.max_len, plan.directory, plan.identity, data.workers)
     return plan.directory

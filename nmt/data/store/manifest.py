@@ -32,7 +32,7 @@ from typing import Any
 from nmt.data.sources import CorpusSource
 from nmt.errors import UsageError
 
-FORMAT = 1
+STORE_FORMAT = 1
 MANIFEST = "manifest.json"
 RACY_NS = 2_000_000_000  # a file this much older than its hash has a trustworthy mtime
 _BLOCK = 1 << 20
@@ -89,7 +89,7 @@ def input_change(
 def identity(source: CorpusSource, tokenizer: dict[str, str], max_len: int) -> dict[str, Any]:
     """What the store must have been made from: format, tokenizer, files, filter."""
     return {
-        "format": FORMAT,
+        "format": STORE_FORMAT,
         "tokenizer": tokenizer,
         "inputs": [str(p.resolve()) for p in source.paths],
         "max_len": max_len,

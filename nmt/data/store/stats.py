@@ -26,7 +26,7 @@ def prepare(cfg: Config, rebuild: bool = False) -> dict[str, Any]:
     """Train or load the tokenizer and make the training store up to date, hashing every
     corpus and array file (no trust in modification times). Returns its statistics."""
     tok = prepare_tokenizer(cfg)
-    directory = ensure_store(cfg, cfg.data.train, tok, hash_inputs=True, rebuild=rebuild)
+    directory = ensure_store(cfg.data, cfg.data.train, tok, hash_inputs=True, rebuild=rebuild)
     return store_stats(directory)
 
 
@@ -34,7 +34,7 @@ def data_stats(cfg: Config) -> dict[str, Any]:
     """Statistics of the training split (building its store if needed) and the validation
     split: pairs, subwords per side, length percentiles, what the length filter drops."""
     tok = prepare_tokenizer(cfg)
-    directory = ensure_store(cfg, cfg.data.train, tok)
+    directory = ensure_store(cfg.data, cfg.data.train, tok)
     va_src, va_tgt = read_pairs(resolve_split(cfg.data, cfg.data.valid))
     valid = StoreCorpus.from_sequences(tok.encode_src(va_src), tok.encode_tgt(va_tgt))
     return {"train": store_stats(directory), "valid": corpus_stats(valid, None)}

@@ -1,9 +1,8 @@
 """What training calls: the tokenizer, then the training store and the validation set.
 
-:func:`load_training_data` replaces ``load_corpora`` of the training set-up. Under
-``torchrun``, rank 0 checks (and if needed builds) the store while the other ranks wait;
-then every rank maps the same files, so a machine holds one copy of the corpus however
-many processes train on it.
+Under ``torchrun``, training calls :func:`load_training_data` on rank 0 first, which checks
+(and if needed builds) the store while the other ranks wait; then every rank maps the same
+files, so a machine holds one copy of the corpus however many processes train on it.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from nmt.config import Config
 from nmt.data.readers import PairReader, read_pairs
@@ -23,15 +21,12 @@ from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.ensure import ensure_store
 from nmt.tokenizer import Tokenizer, train_tokenizer
 
-if TYPE_CHECKING:
-    from nmt.training.distributed import DistContext
-
 log = logging.getLogger("nmt.data.store")
 
 
 @dataclass
 class TrainingData:
-    """What training reads (the fields of ``nmt.training.setup.Corpora``)."""
+    """What training reads (:class:`nmt.training.setup.Corpora` adds subword sampling)."""
 
     train: StoreCorpus  # memory-mapped training pairs
     valid: StoreCorpus  # every validation pair, in memory (validation loss)
@@ -39,17 +34,11 @@ class TrainingData:
     valid_ref: list[str]
 
 
-def load_training_data(cfg: Config, tok: Tokenizer, ctx: DistContext | None = None) -> TrainingData:
+def load_training_data(cfg: Config, tok: Tokenizer, hash_arrays: bool = True) -> TrainingData:
     """Open the training split's store (building it when missing or stale) and read the
-    validation split; ``ctx``: this process's rank (one process if None)."""
-    # Imported here: the training set-up imports this module, and nmt.training's package
-    # import would otherwise run into it half-initialised (an import cycle).
-    from nmt.training.distributed import DistContext, main_first
-
-    ctx = ctx or DistContext()
-    d = cfg.data
-    with main_first(ctx):  # rank 0 verifies or builds; the others then find it up to date
-        directory = ensure_store(cfg, d.train, tok, hash_arrays=ctx.is_main)
+    validation split. Several processes: training calls this on rank 0 first (with
+    ``hash_arrays``), and the others then find the store up to date (without)."""
+    directory = ensure_store(cfg.data, cfg.data.train, tok, hash_arrays=hash_arrays)
     return with_validation(cfg, tok, StoreCorpus.open(directory))
 
 
