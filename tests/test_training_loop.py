@@ -7,10 +7,17 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from nmt.data.batch import collate
 from nmt.training import Trainer, run_training
 from tests.conftest import FIXTURES, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest on a busy machine
+
 
 FAST = {
     "train.valid_max_sentences": "4",

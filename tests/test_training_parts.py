@@ -19,6 +19,13 @@ from nmt.training.state import TrainState
 from tests.conftest import tiny_config, tiny_model
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest on a busy machine
+
+
 T = torch.tensor
 
 

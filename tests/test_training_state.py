@@ -30,6 +30,11 @@ from tests.conftest import tiny_config, tiny_model
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest on a busy machine
+
+
 def _optimization(model: torch.nn.Module, cfg) -> Optimization:
     return Optimization(
         make_optimizer(model, cfg.train), LRSchedule(cfg.train), grad_scaler("fp32", CPU)
