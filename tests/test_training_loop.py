@@ -108,3 +108,17 @@ def test_stops_at_max_epochs_at_an_epoch_boundary(tmp_path: Path) -> None:
     assert (state.epoch, state.batch_in_epoch) == (1, 0)
     assert state.step == per_epoch  # accumulate 1: one update per batch
     assert [h["step"] for h in state.history] == [per_epoch]  # validated once, at the end
+
+
+def test_resume_continues_at_the_saved_position(tmp_path: Path) -> None:
+    sets = {**FAST, "train.valid_every": "100000", "train.batch_tokens": "300"}
+    first = run_training(tiny_config("transformer", **sets, **{"train.max_steps": "3"}), tmp_path)
+    assert (first.state.step, first.state.epoch, first.state.batch_in_epoch) == (3, 0, 3)
+    cfg = tiny_config("transformer", **sets, **{"train.max_steps": "5"})
+    trainer = Trainer(cfg, tmp_path, resume=True)
+    assert trainer.state.step == 3 and trainer.state.batch_in_epoch == 3
+    assert [h["step"] for h in trainer.state.history] == [3]
+    state = trainer.train()
+    assert trainer.stop_reason == "max_steps" and state.step == 5
+    assert state.batch_in_epoch == 5  # the epoch went on where it stopped
+    assert [r["step"] for r in _metrics(tmp_path) if "loss" in r] == [1, 2, 3, 4, 5]
