@@ -39,6 +39,7 @@ class Translator:
     chunk_lines: int = 10_000
     sampling: Sampling | None = None  # draw outputs at random instead of searching
     seed: int | None = None  # of the sampling draws; None: a fresh random seed
+    src_lang: str = ""  # source language code (sentence-splitting rules); "" = unknown
     _warned_long: bool = False
     _generator: torch.Generator | None = field(default=None, init=False, repr=False)
 
