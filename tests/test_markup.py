@@ -3,6 +3,7 @@ back after it, well-formed and complete whatever the model does."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -15,8 +16,15 @@ from typer.testing import CliRunner
 
 from nmt.artifacts.checkpoint import save_checkpoint
 from nmt.cli.app import app
+from nmt.inference.documents import (
+    DocumentOptions,
+    DocumentTranslator,
+    _forced_attention,
+    attention_alignment,
+)
 from nmt.inference.markup import markup_signature, parse, placeholders_in
 from nmt.inference.tag_placement import restore
+from nmt.inference.translator import Translator
 from tests.conftest import BACKBONES, tiny_config, tiny_model
 
 runner = CliRunner()
@@ -230,3 +238,44 @@ def test_translate_refuses_unknown_markup_and_nbest(tmp_path: Path, tok) -> None
     nbest = ["translate", str(ckpt), "-i", str(src), "--markup", "xml", "--nbest", "2"]
     nbest_result = runner.invoke(app, [*nbest, "--beam", "2"])
     assert nbest_result.exit_code == 2 and "--nbest" in nbest_result.output
+
+
+# --- the alignment that places tags --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone", ["attention", "transformer"])
+def test_forced_attention_matches_the_attention_of_the_search(tok, backbone) -> None:
+    cfg = tiny_config(backbone)
+    search = dataclasses.replace(cfg.search, beam=1, max_len_a=0.5, max_len_b=3)
+    translator = Translator(tiny_model(backbone, tok), tok, search)
+    sources = ["Ein Hund rennt im Park.", "Zwei junge Männer stehen am Strand und lachen."]
+    hyps = [h[0] for h in translator.translate_chunk(sources)]
+    rows = _forced_attention(translator, translator.model, list(zip(sources, hyps)))  # padded
+    for source, hyp, got in zip(sources, hyps, rows):
+        expected = translator.attention(source).weights[: len(hyp.tokens)]
+        assert len(got) == len(hyp.tokens)
+        for row, want in zip(got, expected):
+            assert row[: len(want)] == pytest.approx(want, abs=1e-4)
+    lstm = Translator(tiny_model("lstm", tok), tok, search)
+    assert attention_alignment(lstm, [("x", hyps[0])]) == [None]  # no attention to align by
+
+
+def test_the_aligner_is_one_swappable_call(tok) -> None:
+    cfg = tiny_config("transformer")
+    translator = Translator(tiny_model("transformer", tok), tok, cfg.search)
+    reverse_calls = []
+
+    def reverse(t: Translator, pairs: list) -> list:
+        reverse_calls.append(pairs)
+        out = []
+        for src, hyp in pairs:
+            n, m = len(src.split()), len(t.detok(hyp).split())
+            out.append([(i, m - 1 - i) for i in range(min(n, m))])
+        return out
+
+    documents = DocumentTranslator(translator, DocumentOptions("xml"), aligner=reverse)
+    (out,) = documents.translate(["<b>Ein</b> Hund rennt im Park ."])
+    assert reverse_calls and xml_items(out) == xml_items("<b>x</b>")
+    words = translator.translate_lines(["Ein Hund rennt im Park ."])[0].split()
+    if len(words) >= 2:
+        assert out.endswith(f"<b>{words[-1]}</b>")  # word 0 aligned to the last target word

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
 from nmt.inference.markup import MODES, Marked, parse
 from nmt.inference.search import Hypothesis
@@ -29,7 +30,7 @@ from nmt.models.base import Seq2Seq
 
 log = logging.getLogger("nmt.inference.documents")
 
-Aligner = Callable[[Translator, str, Hypothesis], "Alignment | None"]
+Aligner = Callable[[Translator, "list[tuple[str, Hypothesis]]"], "list[Alignment | None]"]
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,13 @@ class DocumentTranslator:
     def _translate_chunk(self, lines: list[str]) -> list[str]:
         plans = [self._plan(line) for line in lines]
         sources = [piece for plan in plans for piece in plan.pieces]
-        hyps = iter(self.translator.translate_chunk(sources))
-        return [self._finish(plan, [next(hyps)[0] for _ in plan.pieces]) for plan in plans]
+        best = iter([h[0] for h in self.translator.translate_chunk(sources)])
+        hyps = [[next(best) for _ in plan.pieces] for plan in plans]
+        marked = [(p, h) for p, h in zip(plans, hyps) if p.marked and p.marked.has_markup]
+        to_align = [pair for p, h in marked for pair in zip(p.pieces, h)]
+        found = iter(self.aligner(self.translator, to_align) if to_align else [])
+        alignments = {id(p): [next(found) for _ in p.pieces] for p, _ in marked}
+        return [self._finish(p, h, alignments.get(id(p), [])) for p, h in zip(plans, hyps)]
 
     def _plan(self, line: str) -> _Plan:
         marked = parse(line, self.options.markup) if self.options.markup != "off" else None
@@ -120,39 +126,56 @@ class DocumentTranslator:
             self._warned_long = True
         return too_long
 
-    def _finish(self, plan: _Plan, hyps: list[Hypothesis]) -> str:
+    def _finish(
+        self, plan: _Plan, hyps: list[Hypothesis], alignments: list[Alignment | None]
+    ) -> str:
         texts = [self.translator.detok(h) for h in hyps]
         translation = " ".join(t for t in texts if t)
         if plan.marked is None:
             return translation
-        alignment = self._alignment(plan, hyps, texts) if plan.marked.has_markup else None
-        return restore(plan.marked, translation, alignment)
-
-    def _alignment(self, plan: _Plan, hyps: list[Hypothesis], texts: list[str]) -> Alignment:
-        """The pieces' alignments, shifted to word positions in the whole line."""
-        pairs: Alignment = []
-        src_offset = tgt_offset = 0
-        for piece, hyp, text in zip(plan.pieces, hyps, texts):
-            found = self.aligner(self.translator, piece, hyp)
-            if found is None:
-                return []  # no attention (the LSTM, an export): relative positions
-            pairs += [(i + src_offset, j + tgt_offset) for i, j in found]
-            src_offset += len(piece.split())
-            tgt_offset += len(text.split())
-        return pairs
+        return restore(plan.marked, translation, _joined(plan.pieces, texts, alignments))
 
 
-def attention_alignment(translator: Translator, source: str, hyp: Hypothesis) -> Alignment | None:
-    """Word alignment of ``hyp`` to ``source``: each target word's subwords point at the
-    source word they attend to most, in one forced decoding of ``hyp``.
+def _joined(pieces: list[str], texts: list[str], alignments: list[Alignment | None]) -> Alignment:
+    """The pieces' alignments, shifted to word positions in the whole line; none if a
+    piece has none (no attention: tags then go by relative position)."""
+    if not alignments or any(a is None for a in alignments):
+        return []
+    pairs: Alignment = []
+    src_offset = tgt_offset = 0
+    for piece, text, found in zip(pieces, texts, alignments):
+        pairs += [(i + src_offset, j + tgt_offset) for i, j in found]
+        src_offset += len(piece.split())
+        tgt_offset += len(text.split())
+    return pairs
 
-    None when the model reports no attention (the LSTM backbone, a CTranslate2 export).
-    Meant to be replaced by :mod:`nmt.inference.alignment` when that lands.
+
+def attention_alignment(
+    translator: Translator, pairs: list[tuple[str, Hypothesis]]
+) -> list[Alignment | None]:
+    """Word alignment of each hypothesis to its source: each target word's subwords point
+    at the source word they attend to most, in a forced decoding of the hypothesis
+    (batched like the search).
+
+    None for all when the model reports no attention (the LSTM backbone, a CTranslate2
+    export). Meant to be replaced by :mod:`nmt.inference.alignment` when that lands.
     """
     model = translator.model
-    if not isinstance(model, Seq2Seq) or not hyp.tokens:
-        return None
-    rows = _forced_attention(translator, model, source, hyp.tokens)
+    if not isinstance(model, Seq2Seq):
+        return [None] * len(pairs)
+    found: list[Alignment | None] = []
+    step = translator.search.batch_size
+    for start in range(0, len(pairs), step):
+        batch = pairs[start : start + step]
+        rows = _forced_attention(translator, model, batch)
+        found += [_word_pairs(translator, src, hyp, r) for (src, hyp), r in zip(batch, rows)]
+    return found
+
+
+def _word_pairs(
+    translator: Translator, source: str, hyp: Hypothesis, rows: list[list[float]] | None
+) -> Alignment | None:
+    """(source word, target word) pairs from one hypothesis' attention rows."""
     if rows is None:
         return None
     src_words = _word_of_piece(translator.tok.src_pieces(source)[:-1])  # without </s>
@@ -176,26 +199,31 @@ def _word_of_piece(pieces: list[str]) -> list[int]:
 
 
 def _forced_attention(
-    translator: Translator, model: Seq2Seq, source: str, tokens: list[int]
-) -> list[list[float]] | None:
-    """Attention rows (one per token of ``tokens``) of the model decoding ``tokens``."""
+    translator: Translator, model: Seq2Seq, batch: list[tuple[str, Hypothesis]]
+) -> list[list[list[float]] | None]:
+    """Attention rows (one per output token) of the model decoding each hypothesis."""
     tok, device = translator.tok, translator.device
-    ids = tok.encode_src([source])[0]
-    src = torch.tensor([ids], dtype=torch.long, device=device)
-    previous, rows = model.keep_attention, []
+    src = pad_sequences(tok.encode_src([s for s, _ in batch]), tok.pad_id).to(device)  # (B, S)
+    tokens = [h.tokens for _, h in batch]
+    rows: list[list[list[float]]] = [[] for _ in batch]
+    previous = model.keep_attention
     model.report_attention(True)
     model.eval()
     try:
         with torch.inference_mode():
             state = model.encode(src, src != tok.pad_id)
-            prev = tok.bos_id
-            for token in tokens:
-                _, state = model.decode_step(torch.tensor([prev], device=device), state)
+            prev = torch.full((len(batch),), tok.bos_id, dtype=torch.long, device=device)
+            for t in range(max((len(x) for x in tokens), default=0)):
+                _, state = model.decode_step(prev, state)
                 weights = state.get("attention")
                 if weights is None:
-                    return None
-                rows.append(weights[0].float().tolist())
-                prev = token
+                    return [None] * len(batch)
+                weights = weights.float().tolist()
+                for r, toks in enumerate(tokens):
+                    if t < len(toks):
+                        rows[r].append(weights[r])
+                nxt = [toks[t] if t < len(toks) else tok.pad_id for toks in tokens]
+                prev = torch.tensor(nxt, dtype=torch.long, device=device)
     finally:
         model.report_attention(previous)
-    return rows
+    return list(rows)
