@@ -142,3 +142,12 @@ def test_split_sentences_off_truncates_with_a_warning(small_ckpt: Path, tmp_path
         app, ["translate", str(small_ckpt), "-i", str(src), "--split-sentences", "x"]
     )
     assert bad.exit_code == 2 and "--split-sentences must be auto, on or off" in bad.output
+
+
+def test_markup_across_split_sentences_stays_on_its_words(tok) -> None:
+    echo = EchoTranslator(tok, 8)  # no attention: tags go by relative position
+    line = "<b>Ein Hund</b> rennt schnell. Zwei <i>Männer</i> lachen laut. Er <br/> {n} liest."
+    (out,) = DocumentTranslator(echo, DocumentOptions("xml", "auto")).translate([line])
+    assert len(echo.seen) >= 3  # split: each piece within 8 subwords
+    expected = "<b>EIN HUND</b> RENNT SCHNELL. ZWEI <i>MÄNNER</i> LACHEN LAUT. ER <br/> {n} LIEST."
+    assert out == expected
