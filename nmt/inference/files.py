@@ -49,16 +49,13 @@ def nbest_line(index: int, text: str, hyp: Hypothesis) -> str:
     return f"{index} ||| {text} ||| {features} ||| {hyp.score:.4f}"
 
 
-def _write_hyps(translator: Translator, hyps_per_line: Iterable, out: TextIO, nbest: int) -> int:
-    count = 0
+def _hyp_lines(translator: Translator, hyps_per_line: Iterable, nbest: int) -> Iterator[str]:
+    """The output for each input line: its best hypothesis, or its n-best lines."""
     for i, hyps in enumerate(hyps_per_line):
         if nbest == 1:
-            out.write(translator.detok(hyps[0]) + "\n")
+            yield translator.detok(hyps[0])
         else:
-            for h in hyps:
-                out.write(nbest_line(i, translator.detok(h), h) + "\n")
-        count += 1
-    return count
+            yield "\n".join(nbest_line(i, translator.detok(h), h) for h in hyps)
 
 
 def run_translate(
@@ -90,17 +87,19 @@ def run_translate(
     log.info("translating %s", display_name(input))
     with open_output(output) as out:
         if by_document is not None:
-            count = _write_lines(by_document.translate(_with_progress(lines, input)), out)
+            written = by_document.translate(_with_progress(lines, input))
         else:
             hyps = translator.translate_stream(_with_progress(lines, input))
-            count = _write_hyps(translator, hyps, out, options.nbest)
+            written = _hyp_lines(translator, hyps, options.nbest)
+        count = _write_lines(written, out)
     log.info("translated %d lines", count)
 
 
-def _write_lines(lines: Iterable[str], out: TextIO) -> int:
+def _write_lines(outputs: Iterable[str], out: TextIO) -> int:
+    """Write the output of each input line; return how many input lines were translated."""
     count = 0
-    for line in lines:
-        out.write(line + "\n")
+    for text in outputs:
+        out.write(text + "\n")
         count += 1
     return count
 
