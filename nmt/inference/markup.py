@@ -86,40 +86,40 @@ class _Tokenizer(HTMLParser):
         super().__init__(convert_charrefs=False)
         if mode == "xml":
             self.CDATA_CONTENT_ELEMENTS = ()  # <script> content is markup like any other
-        self.starts: list[tuple[int, str]] = []
+        self.starts: list[tuple[tuple[int, int], str]] = []  # ((line, column), kind)
 
     def _at(self, kind: str) -> None:
         line, col = self.getpos()
         self.starts.append(((line, col), kind))
 
-    def handle_starttag(self, tag, attrs):  # noqa: ANN001, ANN201
+    def handle_starttag(self, tag: str, attrs: list) -> None:
         self._at("open")
 
-    def handle_startendtag(self, tag, attrs):  # noqa: ANN001, ANN201
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
         self._at("point")
 
-    def handle_endtag(self, tag):  # noqa: ANN001, ANN201
+    def handle_endtag(self, tag: str) -> None:
         self._at("close")
 
-    def handle_data(self, data):  # noqa: ANN001, ANN201
+    def handle_data(self, data: str) -> None:
         self._at("text")
 
-    def handle_entityref(self, name):  # noqa: ANN001, ANN201
+    def handle_entityref(self, name: str) -> None:
         self._at("text")
 
-    def handle_charref(self, name):  # noqa: ANN001, ANN201
+    def handle_charref(self, name: str) -> None:
         self._at("text")
 
-    def handle_comment(self, data):  # noqa: ANN001, ANN201
+    def handle_comment(self, data: str) -> None:
         self._at("point")
 
-    def handle_decl(self, decl):  # noqa: ANN001, ANN201
+    def handle_decl(self, decl: str) -> None:
         self._at("point")
 
-    def handle_pi(self, data):  # noqa: ANN001, ANN201
+    def handle_pi(self, data: str) -> None:
         self._at("point")
 
-    def unknown_decl(self, data):  # noqa: ANN001, ANN201
+    def unknown_decl(self, data: str) -> None:
         self._at("point")
 
 
