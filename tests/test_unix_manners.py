@@ -78,7 +78,7 @@ def test_runtime_failures_exit_1(ckpt: Path, src_file: Path, tmp_path: Path, mon
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(out) + ".part")
 
-    monkeypatch.setattr("nmt.inference.files._write_hyps", disk_full)
+    monkeypatch.setattr("nmt.inference.files._write_lines", disk_full)
     result = runner.invoke(app, ["translate", str(ckpt), "-i", str(src_file), "-o", str(out)])
     assert result.exit_code == 1, result.output
     assert "No space left on device" in result.output and "Traceback" not in result.output

@@ -64,13 +64,23 @@ def translate(
     seed: Annotated[
         int | None, typer.Option(help="Seed of --sample: the same seed gives the same output.")
     ] = None,
+    markup: Annotated[
+        str,
+        typer.Option(help="off, xml or html: keep inline tags and placeholders ({x}, %s, URLs)."),
+    ] = "off",
+    split_sentences: Annotated[
+        str,
+        typer.Option(help="auto (lines over the model's limit), on or off: split into sentences."),
+    ] = "auto",
 ) -> None:
     """Translate a file or stdin, one output line per input line, in order.
 
     With several MODELs, an ensemble: their next-token probabilities are averaged.
     With --sample and --nbest N: N independent samples per line, best score first.
+    With --markup xml|html: inline tags and placeholders come back around the aligned words.
     """
     from nmt.inference import files
+    from nmt.inference.documents import DocumentOptions
     from nmt.inference.load import TranslateOptions, parse_sampling
 
     sampling = parse_sampling(sample, temperature)
@@ -79,7 +89,8 @@ def translate(
     options = TranslateOptions(
         beam, nbest, length_penalty, batch_size, precision, device, quantize, sampling, seed
     )
-    files.run_translate(model, input, output, options, errors, attention_plot)
+    documents = DocumentOptions(markup, split_sentences)
+    files.run_translate(model, input, output, options, errors, attention_plot, documents)
 
 
 @translate_app.command()

@@ -16,6 +16,7 @@ from typing import TextIO
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nmt.errors import UsageError
+from nmt.inference.documents import DocumentOptions, DocumentTranslator
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.metrics import check_aligned, score
 from nmt.inference.search import Hypothesis
@@ -48,16 +49,13 @@ def nbest_line(index: int, text: str, hyp: Hypothesis) -> str:
     return f"{index} ||| {text} ||| {features} ||| {hyp.score:.4f}"
 
 
-def _write_hyps(translator: Translator, hyps_per_line: Iterable, out: TextIO, nbest: int) -> int:
-    count = 0
+def _hyp_lines(translator: Translator, hyps_per_line: Iterable, nbest: int) -> Iterator[str]:
+    """The output for each input line: its best hypothesis, or its n-best lines."""
     for i, hyps in enumerate(hyps_per_line):
         if nbest == 1:
-            out.write(translator.detok(hyps[0]) + "\n")
+            yield translator.detok(hyps[0])
         else:
-            for h in hyps:
-                out.write(nbest_line(i, translator.detok(h), h) + "\n")
-        count += 1
-    return count
+            yield "\n".join(nbest_line(i, translator.detok(h), h) for h in hyps)
 
 
 def run_translate(
@@ -67,21 +65,43 @@ def run_translate(
     options: TranslateOptions,
     errors: str = "strict",
     attention_plot: Path | None = None,
+    documents: DocumentOptions | None = None,
 ) -> None:
-    """Translate a file or stdin (``-``); interactive prompt when stdin is a terminal."""
+    """Translate a file or stdin (``-``); interactive prompt when stdin is a terminal.
+
+    ``documents``: markup and long-line handling (default: long lines split, no markup).
+    """
     if errors not in ("strict", "replace"):
         raise UsageError(f"--errors must be strict or replace, not '{errors}'")
+    documents = documents or DocumentOptions()
+    documents.check(options.nbest)
     lines = iter_lines(input, errors, BAD_UTF8_ADVICE)
     translator = make_translator(model, options)
     if attention_plot is not None:
         return _translate_with_attention(translator, lines, output, attention_plot)
+    by_document = None
+    if documents.active(options.nbest):
+        by_document = DocumentTranslator(translator, documents)
     if is_stdio(input) and sys.stdin.isatty():
-        return _interactive(translator)
+        return _interactive(translator, by_document)
     log.info("translating %s", display_name(input))
     with open_output(output) as out:
-        hyps = translator.translate_stream(_with_progress(lines, input))
-        count = _write_hyps(translator, hyps, out, options.nbest)
+        if by_document is not None:
+            written = by_document.translate(_with_progress(lines, input))
+        else:
+            hyps = translator.translate_stream(_with_progress(lines, input))
+            written = _hyp_lines(translator, hyps, options.nbest)
+        count = _write_lines(written, out)
     log.info("translated %d lines", count)
+
+
+def _write_lines(outputs: Iterable[str], out: TextIO) -> int:
+    """Write the output of each input line; return how many input lines were translated."""
+    count = 0
+    for text in outputs:
+        out.write(text + "\n")
+        count += 1
+    return count
 
 
 def _translate_with_attention(
@@ -124,7 +144,7 @@ def _with_progress(lines: Iterator[str], path: Path | None) -> Iterator[str]:
             progress.advance(task)
 
 
-def _interactive(translator: Translator) -> None:
+def _interactive(translator: Translator, by_document: DocumentTranslator | None) -> None:
     console.print("[bold]nmt[/] interactive translation; empty line or Ctrl-D to quit")
     while True:
         try:
@@ -133,6 +153,9 @@ def _interactive(translator: Translator) -> None:
             return
         if not line.strip():
             return
+        if by_document is not None:
+            print(next(by_document.translate([line])), flush=True)
+            continue
         for h in translator.translate_chunk([line])[0]:
             print(translator.detok(h), flush=True)
 
@@ -157,5 +180,5 @@ def evaluate_files(
     sources, names = read_lines(src), (str(src), str(ref))
     check_aligned(len(sources), len(refs), names)  # before translating, not after
     translator = make_translator(model, options)
-    hyps = [translator.detok(h[0]) for h in translator.translate_stream(sources)]
+    hyps = list(DocumentTranslator(translator, DocumentOptions()).translate(sources))
     return score(hyps, refs, names)

@@ -80,7 +80,10 @@ def make_translator(
     model, tok, cfg, dev = load_for_inference(model_path, o.device, o.precision, o.quantization)
     settings = dataclasses.replace(search or cfg.search, **o.search_changes())
     check_search(settings, o.sampling)
-    return Translator(model, tok, settings, dev, o.precision, sampling=o.sampling, seed=o.seed)
+    return Translator(
+        model, tok, settings, dev, o.precision,
+        sampling=o.sampling, seed=o.seed, src_lang=cfg.data.src_lang,
+    )  # fmt: skip
 
 
 def check_search(s: SearchConfig, sampling: Sampling | None = None) -> None:

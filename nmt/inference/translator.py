@@ -35,10 +35,11 @@ class Translator:
     search: SearchConfig
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
-    max_src_len: int = 0  # longer sources are truncated (0 = no limit)
+    max_src_len: int = 0  # longer sources truncated (0 = no limit); documents.py splits first
     chunk_lines: int = 10_000
     sampling: Sampling | None = None  # draw outputs at random instead of searching
     seed: int | None = None  # of the sampling draws; None: a fresh random seed
+    src_lang: str = ""  # source language code (sentence-splitting rules); "" = unknown
     _warned_long: bool = False
     _generator: torch.Generator | None = field(default=None, init=False, repr=False)
 
