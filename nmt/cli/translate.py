@@ -64,6 +64,13 @@ def translate(
     seed: Annotated[
         int | None, typer.Option(help="Seed of --sample: the same seed gives the same output.")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Keep OUTPUT.part after an interruption and continue it when rerun."),
+    ] = False,
+    chunk_lines: Annotated[
+        int, typer.Option(help="Lines translated together (with --resume: saved together).")
+    ] = 10_000,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in order.
 
@@ -77,8 +84,15 @@ def translate(
     if seed is not None and sampling is None:
         raise UsageError("--seed applies to sampling: give --sample too")
     options = TranslateOptions(
-        beam, nbest, length_penalty, batch_size, precision, device, quantize, sampling, seed
-    )
+        beam, nbest, length_penalty, batch_size, precision, device, quantize, sampling, seed,
+        chunk_lines,
+    )  # fmt: skip
+    if resume:
+        if attention_plot is not None:
+            raise UsageError("--attention-plot translates one sentence: drop --resume")
+        from nmt.inference.resume import run_resumable
+
+        return run_resumable(model, input, output, options, errors)
     files.run_translate(model, input, output, options, errors, attention_plot)
 
 
