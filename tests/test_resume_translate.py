@@ -152,6 +152,19 @@ def test_without_resume_a_leftover_part_is_overwritten(model: Path, tmp_path: Pa
     assert "stale" not in out.read_text(encoding="utf-8")
 
 
+def test_without_resume_an_interruption_says_resume_would_keep_it(
+    model: Path, tmp_path: Path, monkeypatch
+) -> None:
+    src, out = tmp_path / "in.de", tmp_path / "out.en"
+    src.write_text("\n".join(short_lines(20)) + "\n", encoding="utf-8")
+    _interrupt_after(monkeypatch, 1)
+    args = ["translate", str(model), "-i", str(src), "-o", str(out), "--chunk-lines", "5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130
+    assert "--resume" in result.output and "error" not in result.output
+    assert list(tmp_path.iterdir()) == [src]  # no OUT, no OUT.part
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -87,13 +87,14 @@ def translate(
         beam, nbest, length_penalty, batch_size, precision, device, quantize, sampling, seed,
         chunk_lines,
     )  # fmt: skip
+    from nmt.inference.resume import resume_hint, run_resumable
+
     if resume:
         if attention_plot is not None:
             raise UsageError("--attention-plot translates one sentence: drop --resume")
-        from nmt.inference.resume import run_resumable
-
         return run_resumable(model, input, output, options, errors)
-    files.run_translate(model, input, output, options, errors, attention_plot)
+    with resume_hint(output):
+        files.run_translate(model, input, output, options, errors, attention_plot)
 
 
 @translate_app.command()

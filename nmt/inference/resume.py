@@ -19,6 +19,7 @@ bounded by one chunk, however long the file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -186,6 +187,22 @@ def run_resumable(
     progress_path(part).unlink(missing_ok=True)
     _fsync_dir(output.parent)
     log.info("translated %d lines", done)
+
+
+@contextlib.contextmanager
+def resume_hint(output: Path | None) -> Iterator[None]:
+    """Around a translation without ``--resume``: an interrupted one says how to keep
+    its progress next time (its ``.part`` is deleted, as ever)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        if is_stdio(output):
+            raise
+        raise Interrupted(
+            exit_status(e) - 128,
+            f"interrupted: {output} not written; with --resume, an interrupted translation "
+            "keeps its output and continues where it stopped when run again",
+        ) from None
 
 
 def _translate_chunks(
