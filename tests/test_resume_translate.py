@@ -3,6 +3,7 @@ output was safely written, and the finished file is byte-identical to an uninter
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -140,6 +141,29 @@ def test_interrupted_says_how_to_continue_and_refuses_another_input(
     resumed = CliRunner().invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert out.read_bytes() == (tmp_path / "plain.en").read_bytes()
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_nbest_lists_and_gzip_input_resume_identically(
+    model: Path, tmp_path: Path, monkeypatch, gz: bool
+) -> None:
+    """n-best lines number the input lines of the whole file, across the resumption."""
+    text = ("\n".join(short_lines(30, seed=3)) + "\n").encode()
+    src = tmp_path / ("in.de.gz" if gz else "in.de")
+    src.write_bytes(gzip.compress(text) if gz else text)
+    out = tmp_path / "out.en"
+    args = ["translate", str(model), "-i", str(src), "--beam", "2", "--nbest", "2"]
+    args += ["--chunk-lines", "4"]
+    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain.en")])
+    assert plain.exit_code == 0, plain.output
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 2)
+        stopped = CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
+    assert stopped.exit_code == 130 and "holds 8" in stopped.output
+    resumed = CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert out.read_bytes() == (tmp_path / "plain.en").read_bytes()
+    assert out.read_text(encoding="utf-8").splitlines()[-1].startswith("29 ||| ")
 
 
 def test_without_resume_a_leftover_part_is_overwritten(model: Path, tmp_path: Path) -> None:

@@ -175,9 +175,9 @@ def run_resumable(
     }
     done, size = resume_point(part, read_progress(progress_path(part)), expected)
     translator = make_translator(model, options)
-    total = count_lines(input)
+    total = None if input.suffix == ".gz" else count_lines(input)  # gzip: not counted
     if done:
-        log.info("resuming %s at line %d of %d", part, done + 1, total)
+        log.info("resuming %s at line %d", part, done + 1)
     lines = itertools.islice(iter_lines(input, errors, BAD_UTF8_ADVICE), done, None)
     with open(part, "r+b" if part.exists() else "w+b") as f:
         f.truncate(size)
@@ -212,7 +212,7 @@ def _translate_chunks(
     part: Path,
     expected: dict,
     done: int,
-    total: int,
+    total: int | None,
 ) -> int:
     """Translate and append chunk after chunk, each made durable before the next."""
     try:
@@ -231,7 +231,8 @@ def _translate_chunks(
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: what is recorded stays resumable
         raise Interrupted(
             exit_status(e) - 128,
-            f"interrupted: {part} holds {done} of {total} lines; run the same command "
+            f"interrupted: {part} holds {done}{f' of {total}' if total else ''} lines; "
+            "run the same command "
             "with --resume to continue",
         ) from None
     return done
@@ -261,7 +262,7 @@ class SpeedColumn(ProgressColumn):
 class _progress:
     """A progress bar (terminal only) with lines/s and time left; calls back with lines."""
 
-    def __init__(self, total: int, done: int) -> None:
+    def __init__(self, total: int | None, done: int) -> None:
         hidden = progress_hidden() or not console.is_terminal
         cols = (
             TextColumn("[bold]translate[/]"),
