@@ -232,8 +232,7 @@ def _translate_chunks(
         raise Interrupted(
             exit_status(e) - 128,
             f"interrupted: {part} holds {done}{f' of {total}' if total else ''} lines; "
-            "run the same command "
-            "with --resume to continue",
+            "run the same command with --resume to continue",
         ) from None
     return done
 
