@@ -162,3 +162,23 @@ def test_an_html_file_keeps_its_tags_and_lines(browser, page_url) -> None:
     assert got[3].startswith("  ")  # indentation kept
     assert [b["text"] for b in bodies] == [[f"<p>{source}</p>"]]
     assert bodies[0]["markup"] == "html"
+
+
+def test_a_dropped_file_is_translated_too(browser, page_url) -> None:
+    sources, references = trained_tiny.sources()[:3], trained_tiny.references()[:3]
+    page = browser.new_page()
+    page.goto(page_url + "/")
+    expect(page.locator("#model")).to_contain_text("ctranslate2")
+    page.evaluate(
+        """(text) => {
+          const data = new DataTransfer();
+          data.items.add(new File([text], "dropped.txt", { type: "text/plain" }));
+          const drop = document.getElementById("drop");
+          drop.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true }));
+        }""",
+        "\r\n".join(sources),
+    )
+    with page.expect_download(timeout=60_000) as download:
+        page.locator("#download").click(timeout=60_000)
+    got = Path(download.value.path()).read_bytes().decode()
+    assert got == "\r\n".join(references)  # Windows line ends and no final newline kept
