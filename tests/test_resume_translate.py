@@ -113,7 +113,7 @@ def _interrupt_after(monkeypatch, chunks: int) -> None:
 
 
 def test_interrupted_says_how_to_continue_and_refuses_another_input(
-    model: Path, tmp_path: Path, monkeypatch
+    model: Path, tmp_path: Path, monkeypatch, tok
 ) -> None:
     src, out = tmp_path / "in.de", tmp_path / "out.en"
     lines = short_lines(50, seed=2)
@@ -138,6 +138,10 @@ def test_interrupted_says_how_to_continue_and_refuses_another_input(
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     changed = CliRunner().invoke(app, [*args[:-1], "8", "--resume"])  # other chunks
     assert changed.exit_code == 2 and "started with different options" in changed.output
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, tiny_model("transformer", tok, seed=1), tok, tiny_config("transformer"))
+    swapped = CliRunner().invoke(app, [args[0], str(other), *args[2:], "--resume"])
+    assert swapped.exit_code == 2 and "started with a different model" in swapped.output
     resumed = CliRunner().invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert out.read_bytes() == (tmp_path / "plain.en").read_bytes()

@@ -13,14 +13,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from nmt.errors import UsageError
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.metrics import check_aligned, score
 from nmt.inference.search import Hypothesis
 from nmt.inference.translator import Translator
-from nmt.progress import console, progress_hidden
+from nmt.progress import LinesPerSecond, console, progress_hidden
 from nmt.textio import (
     count_lines,
     display_name,
@@ -114,7 +121,9 @@ def _with_progress(lines: Iterator[str], path: Path | None) -> Iterator[str]:
         TextColumn("[bold]translate[/]"),
         BarColumn(),
         MofNCompleteColumn(),
+        LinesPerSecond(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     hidden = progress_hidden() or not console.is_terminal  # off a terminal it drew a blank line
     with Progress(*cols, console=console, transient=True, disable=hidden) as progress:

@@ -30,16 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nmt.artifacts.checkpoint import resolve_model_path
 from nmt.errors import Interrupted, UsageError
@@ -48,7 +39,7 @@ from nmt.inference.files import BAD_UTF8_ADVICE, nbest_line
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.translator import Translator
 from nmt.interrupts import exit_status
-from nmt.progress import console, progress_hidden
+from nmt.progress import LinesPerSecond, console, progress_hidden
 from nmt.textio import count_lines, is_stdio, iter_lines
 
 log = logging.getLogger("nmt.translate")
@@ -250,14 +241,6 @@ def _chunk_text(translator: Translator, chunk: list[str], first: int) -> str:
     return "".join(text)
 
 
-class SpeedColumn(ProgressColumn):
-    """Lines per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} lines/s", style="progress.data.speed")
-
-
 class _progress:
     """A progress bar (terminal only) with lines/s and time left; calls back with lines."""
 
@@ -267,7 +250,7 @@ class _progress:
             TextColumn("[bold]translate[/]"),
             BarColumn(),
             MofNCompleteColumn(),
-            SpeedColumn(),
+            LinesPerSecond(),
             TimeRemainingColumn(),
         )
         self.bar = Progress(*cols, console=console, transient=True, disable=hidden)
