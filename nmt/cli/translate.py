@@ -72,6 +72,13 @@ def translate(
         str,
         typer.Option(help="auto (lines over the model's limit), on or off: split into sentences."),
     ] = "auto",
+    resume: Annotated[
+        bool,
+        typer.Option(help="Keep OUTPUT.part after an interruption and continue it when rerun."),
+    ] = False,
+    chunk_lines: Annotated[
+        int, typer.Option(help="Lines translated together (with --resume: saved together).")
+    ] = 10_000,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in order.
 
@@ -80,6 +87,7 @@ def translate(
     With --markup xml|html: inline tags and placeholders come back around the aligned words.
     """
     from nmt.inference import files
+    from nmt.inference import resume as resumable
     from nmt.inference.documents import DocumentOptions
     from nmt.inference.load import TranslateOptions, parse_sampling
 
@@ -87,10 +95,16 @@ def translate(
     if seed is not None and sampling is None:
         raise UsageError("--seed applies to sampling: give --sample too")
     options = TranslateOptions(
-        beam, nbest, length_penalty, batch_size, precision, device, quantize, sampling, seed
-    )
+        beam, nbest, length_penalty, batch_size, precision, device, quantize, sampling, seed,
+        chunk_lines,
+    )  # fmt: skip
     documents = DocumentOptions(markup, split_sentences)
-    files.run_translate(model, input, output, options, errors, attention_plot, documents)
+    if resume:
+        if attention_plot is not None:
+            raise UsageError("--attention-plot translates one sentence: drop --resume")
+        return resumable.run_resumable(model, input, output, options, errors, documents)
+    with resumable.resume_hint(output):
+        files.run_translate(model, input, output, options, errors, attention_plot, documents)
 
 
 @translate_app.command()

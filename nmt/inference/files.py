@@ -13,7 +13,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from nmt.errors import UsageError
 from nmt.inference.documents import DocumentOptions, DocumentTranslator
@@ -21,7 +28,7 @@ from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.metrics import check_aligned, score
 from nmt.inference.search import Hypothesis
 from nmt.inference.translator import Translator
-from nmt.progress import console, progress_hidden
+from nmt.progress import LinesPerSecond, console, progress_hidden
 from nmt.textio import (
     count_lines,
     display_name,
@@ -49,9 +56,34 @@ def nbest_line(index: int, text: str, hyp: Hypothesis) -> str:
     return f"{index} ||| {text} ||| {features} ||| {hyp.score:.4f}"
 
 
-def _hyp_lines(translator: Translator, hyps_per_line: Iterable, nbest: int) -> Iterator[str]:
+def output_lines(
+    translator: Translator,
+    by_document: DocumentTranslator | None,
+    lines: Iterable[str],
+    first: int = 0,
+) -> Iterator[str]:
+    """The output of each input line, as ``nmt translate`` writes it (n-best: its lines
+    joined by newlines, numbered from ``first``): the one place that decides it, for whole
+    files and for the chunks of a resumable run alike."""
+    if by_document is not None:
+        return by_document.translate(lines)
+    hyps = translator.translate_stream(lines)
+    return _hyp_lines(translator, hyps, translator.search.nbest, first)
+
+
+def document_translator(
+    translator: Translator, documents: DocumentOptions, nbest: int
+) -> DocumentTranslator | None:
+    """The markup and long-line layer over ``translator``, when ``documents`` asks for it."""
+    documents.check(nbest)
+    return DocumentTranslator(translator, documents) if documents.active(nbest) else None
+
+
+def _hyp_lines(
+    translator: Translator, hyps_per_line: Iterable, nbest: int, first: int = 0
+) -> Iterator[str]:
     """The output for each input line: its best hypothesis, or its n-best lines."""
-    for i, hyps in enumerate(hyps_per_line):
+    for i, hyps in enumerate(hyps_per_line, first):
         if nbest == 1:
             yield translator.detok(hyps[0])
         else:
@@ -79,18 +111,12 @@ def run_translate(
     translator = make_translator(model, options)
     if attention_plot is not None:
         return _translate_with_attention(translator, lines, output, attention_plot)
-    by_document = None
-    if documents.active(options.nbest):
-        by_document = DocumentTranslator(translator, documents)
+    by_document = document_translator(translator, documents, options.nbest)
     if is_stdio(input) and sys.stdin.isatty():
         return _interactive(translator, by_document)
     log.info("translating %s", display_name(input))
     with open_output(output) as out:
-        if by_document is not None:
-            written = by_document.translate(_with_progress(lines, input))
-        else:
-            hyps = translator.translate_stream(_with_progress(lines, input))
-            written = _hyp_lines(translator, hyps, options.nbest)
+        written = output_lines(translator, by_document, _with_progress(lines, input))
         count = _write_lines(written, out)
     log.info("translated %d lines", count)
 
@@ -134,7 +160,9 @@ def _with_progress(lines: Iterator[str], path: Path | None) -> Iterator[str]:
         TextColumn("[bold]translate[/]"),
         BarColumn(),
         MofNCompleteColumn(),
+        LinesPerSecond(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     hidden = progress_hidden() or not console.is_terminal  # off a terminal it drew a blank line
     with Progress(*cols, console=console, transient=True, disable=hidden) as progress:

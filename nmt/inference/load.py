@@ -40,6 +40,7 @@ class TranslateOptions:
     quantization: str = "none"  # none | int8 (dynamic quantization, CPU)
     sampling: Sampling | None = None  # draw outputs at random instead of searching
     seed: int | None = None  # of the sampling draws
+    chunk_lines: int = 10_000  # lines read, sorted by length and translated together
 
     def search_changes(self) -> dict:
         """The :class:`SearchConfig` fields these options set."""
@@ -68,6 +69,8 @@ def make_translator(
     """Load a checkpoint (several: an ensemble) or an export and apply ``options`` over
     ``search`` (default: the model config's search section)."""
     o = options or TranslateOptions()
+    if o.chunk_lines < 1:
+        raise UsageError(f"--chunk-lines must be at least 1, got {o.chunk_lines}")
     if o.sampling is not None and o.beam is not None:
         raise UsageError("--sample draws the output at random: it does not combine with --beam")
     if is_export(model_path):  # an `nmt export` directory: the search runs in CTranslate2
@@ -76,12 +79,13 @@ def make_translator(
         translator = make_ct2_translator(model_path, o.precision, o.device, o.quantization)
         translator.search = dataclasses.replace(search or translator.search, **o.search_changes())
         check_search(translator.search)
+        translator.chunk_lines = o.chunk_lines
         return translator
     model, tok, cfg, dev = load_for_inference(model_path, o.device, o.precision, o.quantization)
     settings = dataclasses.replace(search or cfg.search, **o.search_changes())
     check_search(settings, o.sampling)
     return Translator(
-        model, tok, settings, dev, o.precision,
+        model, tok, settings, dev, o.precision, chunk_lines=o.chunk_lines,
         sampling=o.sampling, seed=o.seed, src_lang=cfg.data.src_lang,
     )  # fmt: skip
 

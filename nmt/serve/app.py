@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -63,6 +63,14 @@ class TranslateRequest(BaseModel):
     beam: int | None = Field(default=None, ge=1)
     length_penalty: float | None = Field(default=None, ge=0.0, le=10.0)
     attention: bool = False
+    # PLACEHOLDER (issue 22): accepted so that the page can send them, but not applied
+    # yet. The glossary/prefix/scores/alignments and markup work replaces these fields
+    # with their implementation.
+    glossary: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = None
+    prefix: str | list[str] | None = None
+    scores: bool = False
+    alignments: bool = False
+    markup: Literal["xml", "html"] | None = None
 
 
 def create_app(service: TranslationService, limits: ServeLimits | None = None) -> FastAPI:
