@@ -75,10 +75,15 @@ def write_model_card(
         "## Use",
         "",
         "```python",
-        "from transformers import pipeline",
-        'translate = pipeline("translation", model="PATH/TO/THIS/DIR")',
-        'print(translate("...")[0]["translation_text"])',
+        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
+        'tokenizer = AutoTokenizer.from_pretrained("PATH/TO/THIS/DIR")',
+        'model = AutoModelForSeq2SeqLM.from_pretrained("PATH/TO/THIS/DIR")',
+        'batch = tokenizer(["..."], return_tensors="pt", padding=True)',
+        "print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))",
         "```",
+        "",
+        'transformers 5 removed `pipeline("translation")` (its REMOVED_TASKS): translate '
+        "with `generate` as above.",
         "",
         f"Search defaults (generation_config.json): beam {s.beam}, length_penalty "
         f"{s.length_penalty}. transformers divides a hypothesis' log-probability by "

@@ -1,7 +1,8 @@
 """Export a trained Transformer as a Hugging Face ``transformers`` model directory.
 
 The directory loads with ``AutoModelForSeq2SeqLM.from_pretrained(DIR)`` and
-``AutoTokenizer.from_pretrained(DIR)`` and runs in ``pipeline("translation", model=DIR)``.
+``AutoTokenizer.from_pretrained(DIR)`` and translates with ``model.generate`` (transformers 5
+removed ``pipeline("translation")``: it is in its REMOVED_TASKS).
 No ``transformers`` class is our network under another name, so the class is chosen by
 the one thing that differs between them, where the LayerNorms sit:
 
