@@ -26,7 +26,7 @@ from nmt.cli.app import app
 from nmt.data.batch import collate
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.models import build_model
-from nmt.tokenizer import Tokenizer
+from nmt.tokenizer import Tokenizer, train_tokenizer
 from nmt.training import train_from_config
 from tests import trained_tiny
 from tests.conftest import FIXTURES, tiny_config, tiny_model
@@ -123,18 +123,27 @@ def test_generation_config_and_model_card(exported, ckpt) -> None:
     assert "((5 + len) / 6)" in card  # the length-penalty difference is documented
 
 
-def test_post_norm_exports_as_marian_with_the_same_logits(tmp_path) -> None:
-    cfg = tiny_config("transformer", **{"model.transformer.norm": "post"})
-    tok = Tokenizer.load(FIXTURES / "spm.tiny", joint=True)
+@pytest.mark.parametrize(("tied", "joint"), [(True, True), (False, True), (False, False)])
+def test_post_norm_exports_as_marian_with_the_same_logits(tied, joint, tmp_path) -> None:
+    if joint:
+        tok = Tokenizer.load(FIXTURES / "spm.tiny", joint=True)
+    else:
+        files = ([FIXTURES / "train.de"], [FIXTURES / "train.en"])
+        tok = train_tokenizer(tmp_path / "spm", *files, vocab_size=200, joint=False)
+    sets = {"model.transformer.norm": "post", "model.transformer.tie_embeddings": str(tied)}
+    cfg = tiny_config("transformer", **sets, **{"tokenizer.joint": str(joint).lower()})
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.pad_id).eval()
     save_checkpoint(tmp_path / "post.safetensors", model, tok, cfg)
     out = export_huggingface(tmp_path / "post.safetensors", tmp_path / "hf")
     hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(out)).eval()
     assert type(hf).__name__ == "MarianMTModel"
-    batch = collate(
-        tok.encode_src(trained_tiny.sources()), tok.encode_tgt(trained_tiny.references()), tok
-    )
+    src, tgt = trained_tiny.sources(), trained_tiny.references()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert hf_tok(src)["input_ids"] == tok.encode_src(src)
+    labels = hf_tok(text_target=tgt)["input_ids"]
+    assert labels == [ids + [tok.eos_id] for ids in tok.encode_tgt(tgt)]
+    batch = collate(tok.encode_src(src), tok.encode_tgt(tgt), tok)
     with torch.no_grad():
         ours = model(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
         theirs = hf(
@@ -144,6 +153,22 @@ def test_post_norm_exports_as_marian_with_the_same_logits(tmp_path) -> None:
         ).logits
     real = batch.tgt_in != tok.pad_id
     assert torch.allclose(ours[real], theirs[real], atol=1e-4)
+    run = tmp_path / "back"  # and back: the permutation is undone exactly
+    assert runner.invoke(app, ["import", str(out), "--out", str(run)]).exit_code == 0
+    back, back_tok, back_cfg, _ = load_checkpoint(run)
+    assert back_cfg.model.transformer == cfg.model.transformer
+    assert (back_tok.src_proto, back_tok.tgt_proto) == (tok.src_proto, tok.tgt_proto)
+    for (name, a), b in zip(model.state_dict().items(), back.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_pre_norm_without_tied_embeddings_is_refused(tok, tmp_path) -> None:
+    cfg = tiny_config("transformer", **{"model.transformer.tie_embeddings": "false"})
+    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.pad_id)
+    save_checkpoint(tmp_path / "m.safetensors", model, tok, cfg)
+    args = ["export", str(tmp_path / "m.safetensors"), "--format", "huggingface"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "hf")])
+    assert result.exit_code == 2 and "tie_embeddings=false" in result.output
 
 
 def test_rnn_backbones_are_refused_in_one_line(tok, tmp_path) -> None:

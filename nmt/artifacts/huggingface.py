@@ -22,8 +22,11 @@ the one thing that differs between them, where the LayerNorms sit:
   ``padding_idx + 1``; MBart adds a LayerNorm after the embeddings.)
 
 Both: ``scale_embedding`` (x * sqrt(d_model), sec. 3.4), ReLU, biased projections,
-LayerNorm eps 1e-5 (checked), one embedding matrix for source, target and output
-(``tie_word_embeddings``), zero ``final_logits_bias``. Our fused Q/K/V and K/V
+LayerNorm eps 1e-5 (checked), zero ``final_logits_bias``; tied runs keep one matrix for
+source, target and output (``tie_word_embeddings``), untied post-norm ones become a
+MarianMT with ``share_encoder_decoder_embeddings`` and ``tie_word_embeddings`` off (and a
+``target_vocab.json`` for a separate target vocabulary); Blenderbot always shares the
+encoder and decoder embeddings, so untied pre-norm runs are refused. Our fused Q/K/V and K/V
 projections are split into ``q_proj``/``k_proj``/``v_proj``. The tokenizer is a
 ``MarianTokenizer`` (``source.spm``, ``target.spm``, ``vocab.json``) whose vocabulary
 maps every SentencePiece piece to its own id, so its ids are ours; it appends ``</s>``
@@ -71,15 +74,20 @@ def require_transformers() -> None:
 # --- the weight map (used both ways: export and import) ------------------------------------
 
 
-def weight_pairs(model: Transformer, norm: str) -> list[tuple[str, Tensor, str]]:
+def weight_pairs(model: Transformer, norm: str, tied: bool) -> list[tuple[str, Tensor, str]]:
     """(Hugging Face name, view of our tensor, kind) for every weight of the network.
 
     The views share storage with our parameters, so the import writes through them.
     Tied weights appear once (``model.shared.weight``); transformers ties the rest.
     """
-    pairs: list[tuple[str, Tensor, str]] = [
-        ("model.shared.weight", model.src_embed.table.weight.data, ROWS_AND_IN)
-    ]
+    if tied:
+        pairs = [("model.shared.weight", model.src_embed.table.weight.data, ROWS_AND_IN)]
+    else:
+        pairs = [
+            ("model.encoder.embed_tokens.weight", model.src_embed.table.weight.data, ROWS_AND_IN),
+            ("model.decoder.embed_tokens.weight", model.tgt_embed.table.weight.data, ROWS_AND_IN),
+            ("lm_head.weight", model.out.weight.data, IN),
+        ]
     if norm == "pre":  # Blenderbot's learned positions hold our sinusoidal table
         pairs.append(("model.encoder.embed_positions.weight", model.src_embed.positions, VEC))
         pairs.append(("model.decoder.embed_positions.weight", model.tgt_embed.positions, VEC))
@@ -157,10 +165,10 @@ def check_exportable(cfg: Config) -> None:
             "are Transformer encoder-decoders, nothing in transformers runs our RNN backbones"
         )
     t = cfg.model.transformer
-    if not t.tie_embeddings:
+    if not t.tie_embeddings and t.norm == "pre":
         raise HFExportError(
-            "cannot export model.transformer.tie_embeddings=false to Hugging Face: the export "
-            "writes one shared embedding matrix (tie_word_embeddings)"
+            "cannot export a pre-norm model with model.transformer.tie_embeddings=false: "
+            "Blenderbot shares one embedding matrix between encoder and decoder"
         )
     if t.norm not in ARCHITECTURES:
         raise HFExportError(f"cannot export model.transformer.norm={t.norm!r}")
@@ -218,12 +226,14 @@ def hf_config(cfg: Config, tok: Tokenizer) -> object:
         eos_token_id=tok.eos_id,
         decoder_start_token_id=tok.bos_id,
         forced_eos_token_id=None,
-        tie_word_embeddings=True,
+        tie_word_embeddings=t.tie_embeddings,
         architectures=[ARCHITECTURES[t.norm]],
     )
     if t.norm == "post":
         return transformers.MarianConfig(
-            decoder_vocab_size=tok.tgt_vocab_size, share_encoder_decoder_embeddings=True, **common
+            decoder_vocab_size=tok.tgt_vocab_size,
+            share_encoder_decoder_embeddings=t.tie_embeddings,
+            **common,
         )
     return transformers.BlenderbotConfig(encoder_no_repeat_ngram_size=0, **common)
 
@@ -236,10 +246,8 @@ def build_hf_model(model: Transformer, cfg: Config, tok: Tokenizer) -> nn.Module
     config = hf_config(cfg, tok)
     hf = getattr(transformers, ARCHITECTURES[norm])(config)
     perm = residual_permutation(cfg.model.transformer.d_model) if norm == "post" else None
-    state = {name: permute(t, kind, perm).clone() for name, t, kind in weight_pairs(model, norm)}
-    if norm == "pre":  # only the first max_positions rows exist there too
-        for key in ("model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight"):
-            state[key] = state[key][: config.max_position_embeddings]
+    pairs = weight_pairs(model, norm, cfg.model.transformer.tie_embeddings)
+    state = {name: permute(t, kind, perm).clone() for name, t, kind in pairs}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     derived = ("lm_head.weight", "final_logits_bias", "embed_tokens.weight", "positions.weight")
     left = sorted(k for k in missing if not k.endswith(derived))  # tied, zero or generated
@@ -287,20 +295,24 @@ def vocab_json(sp) -> dict[str, int]:
 
 
 def save_hf_tokenizer(tok: Tokenizer, cfg: Config, directory: Path) -> None:
-    """A MarianTokenizer over our SentencePiece model: source.spm, target.spm, vocab.json."""
+    """A MarianTokenizer over our SentencePiece model(s): source.spm, target.spm, vocab.json
+    (and target_vocab.json for separate vocabularies)."""
     import transformers  # optional dependency (the hf extra), imported where it is used
 
-    if not tok.joint:
-        raise HFExportError("the Hugging Face export needs one joint SentencePiece model")
     with tempfile.TemporaryDirectory() as tmp:
-        spm_path, vocab_path = Path(tmp) / "source.spm", Path(tmp) / "vocab.json"
-        spm_path.write_bytes(tok.src_proto)
-        vocab_path.write_text(json.dumps(vocab_json(tok.src), ensure_ascii=False), encoding="utf-8")
-        piece = tok.src.id_to_piece
+        paths = {name: Path(tmp) / name for name in ("s.spm", "t.spm", "s.json", "t.json")}
+        paths["s.spm"].write_bytes(tok.src_proto)
+        paths["t.spm"].write_bytes(tok.tgt_proto)
+        for name, sp in (("s.json", tok.src), ("t.json", tok.tgt)):
+            text = json.dumps(vocab_json(sp), ensure_ascii=False)
+            paths[name].write_text(text, encoding="utf-8")
+        piece = tok.tgt.id_to_piece
         hf_tok = transformers.MarianTokenizer(
-            source_spm=str(spm_path),
-            target_spm=str(spm_path),
-            vocab=str(vocab_path),
+            source_spm=str(paths["s.spm"]),
+            target_spm=str(paths["t.spm"]),
+            vocab=str(paths["s.json"]),
+            target_vocab_file=None if tok.joint else str(paths["t.json"]),
+            separate_vocabs=not tok.joint,
             source_lang=cfg.data.src_lang,
             target_lang=cfg.data.tgt_lang,
             unk_token=piece(tok.unk_id),

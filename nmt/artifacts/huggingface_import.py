@@ -4,7 +4,8 @@ The reverse of :mod:`nmt.artifacts.huggingface`, for checkpoints whose shape our
 Transformer expresses exactly: MarianMT is our post-norm Transformer (its sin-then-cos
 positions undo the export's permutation), Blenderbot our pre-norm one (when its learned
 positions are our sinusoidal table). Anything else is refused in one line naming the
-field: another activation, unscaled or untied embeddings, a non-zero output bias, a
+field: another activation, unscaled embeddings, an output layer tied to the decoder
+embeddings alone (nmt ties all three or none), a non-zero output bias, a
 SentencePiece model whose ids are not the model's ids (``vocab.json``), a decoder start
 token that is not the SentencePiece ``<s>``. M2M100 is refused: its positions (a fairseq
 sinusoid with other frequencies, starting at ``padding_idx + 1``) are generated, not
@@ -12,7 +13,7 @@ stored, and are not ours.
 
 The run directory holds ``best.safetensors`` (weights, tokenizer, config: what
 ``nmt translate``, ``evaluate``, ``serve`` and ``nmt train --init`` read),
-``config.yaml`` and ``tokenizer.model``.
+``config.yaml`` and ``tokenizer.model`` (or ``tokenizer.src/.tgt.model``).
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def read_hf_config(src: Path) -> tuple[dict, str]:
-    """config.json and the norm placement its class implies; refuse what nmt cannot express."""
+def read_hf_config(src: Path) -> tuple[dict, str, bool]:
+    """config.json, the norm placement its class implies and whether nmt ties the embeddings.
+
+    Encoder, decoder and output sharing one matrix is nmt's ``tie_embeddings``; any other
+    sharing is expressed untied, with copies, except an output layer tied to the decoder
+    embeddings alone (nmt ties all three or none).
+    """
     if not (src / "config.json").is_file():
         raise HFImportError(f"{src} is not a Hugging Face model directory (no config.json)")
     c = _read_json(src / "config.json")
@@ -73,15 +79,16 @@ def read_hf_config(src: Path) -> tuple[dict, str]:
     if kind not in NORMS:
         raise HFImportError(f"model_type {kind!r} cannot be imported (marian or blenderbot only)")
     norm = NORMS[kind]
-    expected = {
-        "activation_function": "relu",
-        "scale_embedding": True,
-        "tie_word_embeddings": True,
-        "share_encoder_decoder_embeddings": True,
-    }
-    for key, want in expected.items():
-        if c.get(key, True if key != "activation_function" else None) != want:
+    for key, want in (("activation_function", "relu"), ("scale_embedding", True)):
+        if c.get(key) != want:
             raise HFImportError(f"{key}={c.get(key)!r} cannot be expressed (nmt has {want!r})")
+    share = c.get("share_encoder_decoder_embeddings", True)
+    tie = c.get("tie_word_embeddings", True)
+    if tie and not share:
+        raise HFImportError(
+            "tie_word_embeddings=true with share_encoder_decoder_embeddings=false (output tied "
+            "to the decoder embeddings only) cannot be expressed: nmt ties all three or none"
+        )
     if "normalize_before" in c and bool(c["normalize_before"]) != (norm == "pre"):
         raise HFImportError(f"normalize_before={c['normalize_before']} contradicts {kind}")
     for a, b in (
@@ -90,9 +97,9 @@ def read_hf_config(src: Path) -> tuple[dict, str]:
     ):
         if c.get(a) != c.get(b):
             raise HFImportError(f"{a}={c.get(a)} and {b}={c.get(b)} differ (nmt has one value)")
-    if c.get("decoder_vocab_size") not in (None, c.get("vocab_size")):
-        raise HFImportError("decoder_vocab_size differs from vocab_size (nmt ties them)")
-    return c, norm
+    if share and c.get("decoder_vocab_size") not in (None, c.get("vocab_size")):
+        raise HFImportError("decoder_vocab_size differs from vocab_size of shared embeddings")
+    return c, norm, bool(share and tie)
 
 
 def read_hf_tokenizer(src: Path, c: dict, generation: dict) -> Tokenizer:
@@ -100,20 +107,35 @@ def read_hf_tokenizer(src: Path, c: dict, generation: dict) -> Tokenizer:
     for name in ("source.spm", "target.spm", "vocab.json"):
         if not (src / name).is_file():
             raise HFImportError(f"{src} has no {name} (a MarianTokenizer's SentencePiece files)")
-    proto = (src / "source.spm").read_bytes()
-    if (src / "target.spm").read_bytes() != proto:
-        raise HFImportError("source.spm and target.spm differ: nmt ties one joint vocabulary")
-    tok = Tokenizer(proto)
-    if _read_json(src / "vocab.json") != vocab_json(tok.src):
-        raise HFImportError(
-            "vocab.json does not map every SentencePiece piece to its own id "
-            "(nmt uses SentencePiece ids directly)"
-        )
-    if c.get("vocab_size") != tok.src_vocab_size:
-        raise HFImportError(
-            f"vocab_size={c.get('vocab_size')} differs from the {tok.src_vocab_size} "
-            "SentencePiece pieces"
-        )
+    src_proto, tgt_proto = (src / "source.spm").read_bytes(), (src / "target.spm").read_bytes()
+    joint = src_proto == tgt_proto
+    if not joint and c.get("share_encoder_decoder_embeddings", True):
+        raise HFImportError("source.spm and target.spm differ but the embeddings are shared")
+    tok = Tokenizer(src_proto, None if joint else tgt_proto)
+    target_vocab = src / "target_vocab.json"
+    vocabs = [("vocab.json", src / "vocab.json", tok.src)]
+    vocabs.append(
+        ("target_vocab.json", target_vocab, tok.tgt)
+        if target_vocab.is_file()
+        else ("vocab.json", src / "vocab.json", tok.tgt)
+    )
+    for name, path, sp in vocabs:
+        if _read_json(path) != vocab_json(sp):
+            raise HFImportError(
+                f"{name} does not map every SentencePiece piece to its own id "
+                "(nmt uses SentencePiece ids directly)"
+            )
+    sizes = (("vocab_size", c.get("vocab_size"), tok.src_vocab_size),)
+    sizes += (
+        (
+            "decoder_vocab_size",
+            c.get("decoder_vocab_size") or c.get("vocab_size"),
+            tok.tgt_vocab_size,
+        ),
+    )
+    for key, value, pieces in sizes:
+        if value != pieces:
+            raise HFImportError(f"{key}={value} differs from the {pieces} SentencePiece pieces")
     start = generation.get("decoder_start_token_id", c.get("decoder_start_token_id"))
     for key, value, ours in (
         ("pad_token_id", c.get("pad_token_id"), tok.pad_id),
@@ -125,7 +147,9 @@ def read_hf_tokenizer(src: Path, c: dict, generation: dict) -> Tokenizer:
     return tok
 
 
-def nmt_config(c: dict, norm: str, tok: Tokenizer, src: Path, generation: dict) -> Config:
+def nmt_config(
+    c: dict, norm: str, tied: bool, tok: Tokenizer, src: Path, generation: dict
+) -> Config:
     """The resolved nmt config of the imported model."""
     heads = c["encoder_attention_heads"]
     if c["d_model"] % heads:
@@ -139,7 +163,7 @@ def nmt_config(c: dict, norm: str, tok: Tokenizer, src: Path, generation: dict) 
         dropout=float(c.get("dropout", 0.1)),
         attention_dropout=float(c.get("attention_dropout", 0.0)),
         norm=norm,
-        tie_embeddings=True,
+        tie_embeddings=tied,
         max_positions=c["max_position_embeddings"],
     )
     cfg = Config()
@@ -151,7 +175,7 @@ def nmt_config(c: dict, norm: str, tok: Tokenizer, src: Path, generation: dict) 
         tgt_lang=tok_cfg.get("target_lang") or cfg.data.tgt_lang,
     )
     tokenizer = dataclasses.replace(
-        cfg.tokenizer, vocab_size=tok.src_vocab_size, joint=True, type=_spm_type(tok)
+        cfg.tokenizer, vocab_size=tok.src_vocab_size, joint=tok.joint, type=_spm_type(tok)
     )
     search = cfg.search
     if isinstance(generation.get("num_beams"), int) and generation["num_beams"] >= 1:
@@ -188,7 +212,7 @@ def load_hf_weights(src: Path, kind: str) -> dict[str, torch.Tensor]:
     return {k: v.detach().float() for k, v in hf.state_dict().items()}
 
 
-def fill_model(model: Transformer, state: dict[str, torch.Tensor], norm: str) -> None:
+def fill_model(model: Transformer, state: dict[str, torch.Tensor], norm: str, tied: bool) -> None:
     """Copy the Hugging Face weights into ours (undoing the Marian permutation)."""
     bias = state.get("final_logits_bias")
     if bias is not None and bias.abs().max() > 0:
@@ -197,7 +221,7 @@ def fill_model(model: Transformer, state: dict[str, torch.Tensor], norm: str) ->
     if norm == "post":
         perm = torch.argsort(residual_permutation(model.src_embed.table.embedding_dim))
     with torch.no_grad():
-        for name, ours, kind in weight_pairs(model, norm):
+        for name, ours, kind in weight_pairs(model, norm, tied):
             theirs = state[name]
             if "embed_positions" in name:
                 table = sinusoidal_table(theirs.size(0), theirs.size(1))
@@ -219,15 +243,15 @@ def import_huggingface(src: Path, out: Path) -> Path:
         raise HFImportError(f"{src} is not a directory")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HFImportError(f"{out} already exists and is not an empty directory")
-    c, norm = read_hf_config(src)
+    c, norm, tied = read_hf_config(src)
     gen_path = src / "generation_config.json"
     generation = _read_json(gen_path) if gen_path.is_file() else {}
     tok = read_hf_tokenizer(src, c, generation)
-    cfg = nmt_config(c, norm, tok, src, generation)
+    cfg = nmt_config(c, norm, tied, tok, src, generation)
     state = load_hf_weights(src, c["model_type"])
     model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.pad_id)
     assert isinstance(model, Transformer)
-    fill_model(model, state, norm)
+    fill_model(model, state, norm, tied)
     run = RunDir(out)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(run.tokenizer_prefix)
