@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -307,18 +308,20 @@ def save_hf_tokenizer(tok: Tokenizer, cfg: Config, directory: Path) -> None:
             text = json.dumps(vocab_json(sp), ensure_ascii=False)
             paths[name].write_text(text, encoding="utf-8")
         piece = tok.tgt.id_to_piece
-        hf_tok = transformers.MarianTokenizer(
-            source_spm=str(paths["s.spm"]),
-            target_spm=str(paths["t.spm"]),
-            vocab=str(paths["s.json"]),
-            target_vocab_file=None if tok.joint else str(paths["t.json"]),
-            separate_vocabs=not tok.joint,
-            source_lang=cfg.data.src_lang,
-            target_lang=cfg.data.tgt_lang,
-            unk_token=piece(tok.unk_id),
-            eos_token=piece(tok.eos_id),
-            pad_token=piece(tok.pad_id),
-            bos_token=piece(tok.bos_id),
-            model_max_length=cfg.model.transformer.max_positions,
-        )
+        with warnings.catch_warnings():  # "pip install sacremoses": its normalizer is unused
+            warnings.simplefilter("ignore", UserWarning)
+            hf_tok = transformers.MarianTokenizer(
+                source_spm=str(paths["s.spm"]),
+                target_spm=str(paths["t.spm"]),
+                vocab=str(paths["s.json"]),
+                target_vocab_file=None if tok.joint else str(paths["t.json"]),
+                separate_vocabs=not tok.joint,
+                source_lang=cfg.data.src_lang,
+                target_lang=cfg.data.tgt_lang,
+                unk_token=piece(tok.unk_id),
+                eos_token=piece(tok.eos_id),
+                pad_token=piece(tok.pad_id),
+                bos_token=piece(tok.bos_id),
+                model_max_length=cfg.model.transformer.max_positions,
+            )
         hf_tok.save_pretrained(str(directory))

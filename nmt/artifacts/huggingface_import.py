@@ -125,15 +125,11 @@ def read_hf_tokenizer(src: Path, c: dict, generation: dict) -> Tokenizer:
                 f"{name} does not map every SentencePiece piece to its own id "
                 "(nmt uses SentencePiece ids directly)"
             )
-    sizes = (("vocab_size", c.get("vocab_size"), tok.src_vocab_size),)
-    sizes += (
-        (
-            "decoder_vocab_size",
-            c.get("decoder_vocab_size") or c.get("vocab_size"),
-            tok.tgt_vocab_size,
-        ),
-    )
-    for key, value, pieces in sizes:
+    decoder_vocab = c.get("decoder_vocab_size") or c.get("vocab_size")
+    for key, value, pieces in (
+        ("vocab_size", c.get("vocab_size"), tok.src_vocab_size),
+        ("decoder_vocab_size", decoder_vocab, tok.tgt_vocab_size),
+    ):
         if value != pieces:
             raise HFImportError(f"{key}={value} differs from the {pieces} SentencePiece pieces")
     start = generation.get("decoder_start_token_id", c.get("decoder_start_token_id"))
