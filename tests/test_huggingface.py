@@ -323,3 +323,22 @@ def test_foreign_and_damaged_directories_are_one_line_errors(marian, tmp_path) -
         assert expected[name] in result.output, (name, result.output)
         assert "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, (name, result.output)
+
+
+@pytest.mark.parametrize(
+    ("weight", "field"),
+    [
+        ("model.encoder.embed_positions.weight", "embed_positions"),
+        ("final_logits_bias", "final_logits_bias"),
+    ],
+)
+def test_weights_nmt_cannot_hold_are_refused(exported, weight, field, tmp_path) -> None:
+    """Learned (non-sinusoidal) positions or an output bias have no place in nmt's model."""
+    directory = shutil.copytree(exported, tmp_path / "changed")
+    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(directory))
+    with torch.no_grad():
+        model.state_dict()[weight].add_(0.01)
+    model.save_pretrained(str(directory))
+    result = runner.invoke(app, ["import", str(directory), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and field in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1

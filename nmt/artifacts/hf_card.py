@@ -44,7 +44,8 @@ def write_model_card(
         "",
         f"Exported by `nmt export --format huggingface` from `{source.name}`"
         + (f" (step {meta['step']})" if meta.get("step") is not None else "")
-        + f" as `{architecture}`: the same network, weights mapped one to one.",
+        + f" as `{architecture}`: the same network and weights"
+        + (" (model dimensions reordered to Marian's positions)." if t.norm == "post" else "."),
         "",
         "## Training data",
         "",
@@ -58,7 +59,8 @@ def write_model_card(
         "",
         f"- Transformer, {t.norm}-norm, d_model {t.d_model}, {t.heads} heads, "
         f"feed-forward {t.ff_dim}, {t.encoder_layers}+{t.decoder_layers} layers, "
-        f"tied embeddings, max {t.max_positions} positions",
+        + ("tied" if t.tie_embeddings else "untied")
+        + f" embeddings, max {t.max_positions} positions",
         "",
         "## Scores",
         "",

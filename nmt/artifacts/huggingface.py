@@ -35,10 +35,12 @@ like :meth:`nmt.tokenizer.Tokenizer.encode_src`. The decoder starts from our ``<
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -70,6 +72,22 @@ def require_transformers() -> None:
         import transformers  # noqa: F401  (optional dependency: the hf extra)
     except ImportError as e:
         raise UsageError("the Hugging Face format needs transformers: pip install 'nmt[hf]'") from e
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No progress bars or warnings from transformers on our command line (errors still)."""
+    from transformers.utils import logging as hf_logging  # optional dependency (hf extra)
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 # --- the weight map (used both ways: export and import) ------------------------------------
@@ -191,8 +209,9 @@ def export_huggingface(model_path: Path, out: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         staging = Path(tmp) / "model"
         staging.mkdir()
-        hf_model = build_hf_model(model, cfg, tok)
-        hf_model.save_pretrained(str(staging))
+        with quiet_transformers():
+            hf_model = build_hf_model(model, cfg, tok)
+            hf_model.save_pretrained(str(staging))
         save_hf_tokenizer(tok, cfg, staging)
         write_model_card(staging, cfg, meta, source, ARCHITECTURES[cfg.model.transformer.norm])
         if out.exists():

@@ -29,6 +29,7 @@ from nmt.artifacts.checkpoint import save_checkpoint
 from nmt.artifacts.huggingface import (
     ARCHITECTURES,
     permute,
+    quiet_transformers,
     require_transformers,
     residual_permutation,
     vocab_json,
@@ -194,15 +195,12 @@ def load_hf_weights(src: Path, kind: str) -> dict[str, torch.Tensor]:
     """The model's state dict, loaded by transformers (safetensors or bin, sharded or not)."""
     import transformers  # optional dependency (the hf extra), imported where it is used
 
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
     try:
-        hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(src))
+        with quiet_transformers():
+            hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(src))
     except Exception as e:  # transformers raises OSError, ValueError, SafetensorError...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HFImportError(f"{src}: cannot load the weights ({first})") from e
-    finally:
-        transformers.logging.set_verbosity(verbosity)
     if type(hf).__name__ != ARCHITECTURES[NORMS[kind]]:
         raise HFImportError(f"{src} loads as {type(hf).__name__}, not {ARCHITECTURES[NORMS[kind]]}")
     return {k: v.detach().float() for k, v in hf.state_dict().items()}
