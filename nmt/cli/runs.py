@@ -89,20 +89,45 @@ def average(
 def export(
     model: Annotated[Path, typer.Argument(help="Run directory or checkpoint (a Transformer).")],
     out: Annotated[Path, typer.Option("--out", help="Directory to write (new or empty).")],
-    fmt: Annotated[str, typer.Option("--format", help="Export format: ctranslate2.")] = (
-        "ctranslate2"
-    ),
+    fmt: Annotated[
+        str, typer.Option("--format", help="Export format: ctranslate2 or huggingface.")
+    ] = "ctranslate2",
     quantization: Annotated[
-        str, typer.Option(help="Weights: float32, int8, int8_bfloat16 or bfloat16.")
+        str,
+        typer.Option(help="CTranslate2 weights: float32, int8, int8_bfloat16 or bfloat16."),
     ] = "float32",
 ) -> None:
-    """Export a Transformer to a CTranslate2 model directory (for nmt translate/serve DIR)."""
-    from nmt.artifacts.ctranslate2 import export_ctranslate2
+    """Export a Transformer: a CTranslate2 directory (for nmt translate/serve DIR) or a
+    Hugging Face transformers directory (AutoModelForSeq2SeqLM, pipeline("translation"))."""
+    if fmt == "ctranslate2":
+        from nmt.artifacts.ctranslate2 import export_ctranslate2
 
-    if fmt != "ctranslate2":
-        raise UsageError(f"--format must be ctranslate2, not '{fmt}'")
-    export_ctranslate2(model, out, quantization)
+        export_ctranslate2(model, out, quantization)
+    elif fmt == "huggingface":
+        from nmt.artifacts.huggingface import export_huggingface
+
+        if quantization != "float32":
+            raise UsageError("--quantization applies to --format ctranslate2 only")
+        export_huggingface(model, out)
+    else:
+        raise UsageError(f"--format must be ctranslate2 or huggingface, not '{fmt}'")
     typer.echo(f"exported {model} to {out}")
+
+
+@runs_app.command(name="import")
+@friendly_errors
+def import_(
+    source: Annotated[
+        Path, typer.Argument(help="Hugging Face model directory (MarianMT or Blenderbot).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write (new or empty).")],
+) -> None:
+    """Import a transformers model directory as a run (for translate, evaluate, serve,
+    train --init)."""
+    from nmt.artifacts.huggingface_import import import_huggingface
+
+    checkpoint = import_huggingface(source, out)
+    typer.echo(f"imported {source} to {out} ({checkpoint.name})")
 
 
 @runs_app.command()
