@@ -64,13 +64,30 @@ def translate(
     seed: Annotated[
         int | None, typer.Option(help="Seed of --sample: the same seed gives the same output.")
     ] = None,
+    glossary: Annotated[
+        Path | None,
+        typer.Option(help="TSV of 'source term<TAB>target term': outputs use the target terms."),
+    ] = None,
+    prefix: Annotated[
+        Path | None,
+        typer.Option(help="One target prefix per input line: each output starts with it."),
+    ] = None,
+    scores: Annotated[
+        bool, typer.Option(help="Append TAB, total log-prob, TAB, mean log-prob per token.")
+    ] = False,
+    alignments: Annotated[
+        bool, typer.Option(help="Append TAB and Pharaoh word alignments (i-j) from attention.")
+    ] = False,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in order.
 
     With several MODELs, an ensemble: their next-token probabilities are averaged.
     With --sample and --nbest N: N independent samples per line, best score first.
+    Output columns: translation[TAB scores][TAB alignments] (see README, "Translating
+    documents").
     """
     from nmt.inference import files
+    from nmt.inference.documents import DocumentOptions
     from nmt.inference.load import TranslateOptions, parse_sampling
 
     sampling = parse_sampling(sample, temperature)
@@ -79,7 +96,8 @@ def translate(
     options = TranslateOptions(
         beam, nbest, length_penalty, batch_size, precision, device, quantize, sampling, seed
     )
-    files.run_translate(model, input, output, options, errors, attention_plot)
+    document = DocumentOptions(glossary, prefix, scores, alignments)
+    files.run_translate(model, input, output, options, errors, attention_plot, document)
 
 
 @translate_app.command()

@@ -16,9 +16,9 @@ from typing import TextIO
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nmt.errors import UsageError
+from nmt.inference.documents import DocumentOptions, nbest_line, write_document
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.metrics import check_aligned, score
-from nmt.inference.search import Hypothesis
 from nmt.inference.translator import Translator
 from nmt.progress import console, progress_hidden
 from nmt.textio import (
@@ -34,18 +34,6 @@ from nmt.textio import (
 log = logging.getLogger("nmt.translate")
 
 BAD_UTF8_ADVICE = "use --errors replace to translate it anyway"
-
-
-def nbest_line(index: int, text: str, hyp: Hypothesis) -> str:
-    """A Moses n-best line: ``index ||| text ||| LogProb= L Length= N ||| score``.
-
-    ``LogProb`` is the sum of the output's token log-probabilities, ``Length`` its length
-    in subwords with the end-of-sentence token, ``score`` the ranking score (LogProb
-    divided by the length penalty). Features are ``Name= value`` pairs, as Moses and
-    Marian write them, so their n-best tools read the lines.
-    """
-    features = f"LogProb= {hyp.log_prob:.4f} Length= {len(hyp.tokens) + 1}"
-    return f"{index} ||| {text} ||| {features} ||| {hyp.score:.4f}"
 
 
 def _write_hyps(translator: Translator, hyps_per_line: Iterable, out: TextIO, nbest: int) -> int:
@@ -67,14 +55,23 @@ def run_translate(
     options: TranslateOptions,
     errors: str = "strict",
     attention_plot: Path | None = None,
+    document: DocumentOptions | None = None,
 ) -> None:
-    """Translate a file or stdin (``-``); interactive prompt when stdin is a terminal."""
+    """Translate a file or stdin (``-``); interactive prompt when stdin is a terminal.
+
+    ``document``: glossary, prefixes, score and alignment columns (see documents.py).
+    """
     if errors not in ("strict", "replace"):
         raise UsageError(f"--errors must be strict or replace, not '{errors}'")
     lines = iter_lines(input, errors, BAD_UTF8_ADVICE)
     translator = make_translator(model, options)
     if attention_plot is not None:
         return _translate_with_attention(translator, lines, output, attention_plot)
+    if document is not None and document.active:
+        with open_output(output) as out:
+            count = write_document(translator, _with_progress(lines, input), out, document, input)
+        log.info("translated %d lines", count)
+        return None
     if is_stdio(input) and sys.stdin.isatty():
         return _interactive(translator)
     log.info("translating %s", display_name(input))
