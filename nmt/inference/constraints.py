@@ -233,20 +233,17 @@ def _step_sentence(
     ordered = _allocate(cands, s.phrases)
     for c in ordered[:beam]:
         if c.token == eos_id and len(s.finished) < beam:
-            toks = s.tokens[c.beam]
-            lp = c.score
+            toks, lp = s.tokens[c.beam], c.score
             s.finished.append(Hypothesis(list(toks), lp / length_penalty(len(toks) + 1, alpha), lp))
-    if at_limit or len(s.finished) >= beam:
-        if not s.finished:
-            s.finished.append(_completed(s, alpha))
-        return False
     going = [c for c in ordered if c.token != eos_id][:beam]
-    if not going:
-        if not s.finished:
-            s.finished.append(_completed(s, alpha))
+    if at_limit or not going:
+        s.finished += _completed(s, alpha, beam - len(s.finished))
+        return False
+    if len(s.finished) >= beam:
         return False
     s.origins = [c.beam for c in going] + [0] * (beam - len(going))
-    padded = going + [_Candidate(0, eos_id, float("-inf"), going[0].progress)] * (beam - len(going))
+    dead = _Candidate(0, eos_id, float("-inf"), going[0].progress)  # fills an empty slot
+    padded = going + [dead] * (beam - len(going))
     s.tokens = [s.tokens[c.beam] + [c.token] for c in padded]
     s.scores = [c.score for c in padded]
     s.progress = [c.progress for c in padded]
@@ -260,16 +257,23 @@ def _origins(index: Tensor, sents: list[_Sentence], beam: int) -> Tensor:
     return (blocks + origins).reshape(-1)  # (b'*k,)
 
 
-def _completed(s: _Sentence, alpha: float) -> Hypothesis:
-    """Last resort at the length bound: the best running hypothesis, with its missing
-    constraint tokens appended (scored as the hypothesis was: they were not searched)."""
-    j = max(range(len(s.scores)), key=lambda i: s.scores[i])
-    toks = s.tokens[j] + s.progress[j].missing(s.phrases)
-    lp = s.scores[j] if s.scores[j] != float("-inf") else 0.0
-    return Hypothesis(toks, lp / length_penalty(len(toks) + 1, alpha), lp)
+def _completed(s: _Sentence, alpha: float, count: int) -> list[Hypothesis]:
+    """Last resort at the length bound, for up to ``count`` missing n-best entries: the
+    best running hypotheses that still miss constraints, with the missing constraint
+    tokens appended (scored as the hypothesis was: they were not searched)."""
+    order = sorted(range(len(s.scores)), key=lambda j: -s.scores[j])
+    live = [j for j in order if s.scores[j] != float("-inf") and not s.progress[j].complete()]
+    if not s.finished and not live:
+        live = order[:1]  # nothing searched at all: the constraints alone
+    hyps = []
+    for j in live[: max(count, 0)]:
+        toks = s.tokens[j] + s.progress[j].missing(s.phrases)
+        lp = s.scores[j] if s.scores[j] != float("-inf") else 0.0
+        hyps.append(Hypothesis(toks, lp / length_penalty(len(toks) + 1, alpha), lp))
+    return hyps
 
 
 def _best(s: _Sentence, nbest: int, alpha: float) -> list[Hypothesis]:
     if not s.finished:
-        s.finished.append(_completed(s, alpha))
+        s.finished += _completed(s, alpha, 1)
     return sorted(s.finished, key=lambda h: -h.score)[:nbest]

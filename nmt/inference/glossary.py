@@ -1,9 +1,10 @@
 """Glossaries: source terms whose target translation the output must use.
 
 A glossary file has one ``source term<TAB>target term`` per line (UTF-8; terms may be
-several words). In a sentence, source terms are matched on whole words of its
-whitespace-split text, case-sensitively; at each word the longest term that starts there
-wins, and matches do not overlap. The target terms of the matches become the sentence's
+several words). Sentences and source terms are both split into words (runs of letters
+and digits) and single punctuation marks, so that "Strand." holds the word "Strand";
+source terms match whole words, case-sensitively; at each word the longest term that
+starts there wins, and matches do not overlap. The target terms of the matches become the sentence's
 constraints: target token sequences that constrained search
 (:mod:`nmt.inference.constraints`) puts into the output as contiguous phrases.
 
@@ -16,6 +17,7 @@ are used, since that is how the term appears in an output.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,13 @@ from nmt.errors import UsageError
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.inference.glossary")
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def words_of(text: str) -> tuple[str, ...]:
+    """Words (letter/digit runs) and punctuation marks, as glossary matching sees them."""
+    return tuple(_WORD.findall(text))
 
 
 @dataclass
@@ -45,7 +54,7 @@ class Glossary:
         return glossary
 
     def add(self, source: str, target: str, where: str) -> None:
-        words = tuple(source.split())
+        words = words_of(source)
         if not words:
             raise UsageError(f"{where}: the source term is empty")
         if not target.strip():
@@ -57,7 +66,7 @@ class Glossary:
     def match(self, line: str) -> list[str]:
         """The target terms of the source terms in ``line``: longest match at each word,
         left to right, no overlaps, in the order they occur."""
-        words, found, i = line.split(), [], 0
+        words, found, i = words_of(line), [], 0
         while i < len(words):
             for size in range(min(self.longest, len(words) - i), 0, -1):
                 target = self.terms.get(tuple(words[i : i + size]))
@@ -111,8 +120,9 @@ def term_ids(tok: Tokenizer, term: str) -> tuple[int, ...]:
 def constraints_for(
     glossary: Glossary | None, line: str, tok: Tokenizer
 ) -> tuple[tuple[int, ...], ...]:
-    """The constraint phrases of one source line (none without a glossary)."""
+    """The constraint phrases of one source line (none without a glossary). A term found
+    several times is one constraint: the output must hold it at least once."""
     if glossary is None:
         return ()
-    phrases = [term_ids(tok, term) for term in glossary.match(line)]
+    phrases = dict.fromkeys(term_ids(tok, term) for term in glossary.match(line))
     return tuple(p for p in phrases if p)
