@@ -62,9 +62,15 @@ def nbest_line(index: int, text: str, hyp: Hypothesis) -> str:
     return f"{index} ||| {text} ||| {features} ||| {hyp.score:.4f}"
 
 
+def scores(hyp: Hypothesis) -> tuple[float, float]:
+    """Log-probability of the output, and per subword (EOS counted, as ``nmt score``)."""
+    return hyp.log_prob, hyp.log_prob / (len(hyp.tokens) + 1)
+
+
 def score_columns(hyp: Hypothesis) -> str:
-    """``total<TAB>mean``: log-probability of the output and per subword (EOS counted)."""
-    return f"{hyp.log_prob:.4f}\t{hyp.log_prob / (len(hyp.tokens) + 1):.4f}"
+    """``total<TAB>mean`` (see :func:`scores`), four decimals."""
+    total, mean = scores(hyp)
+    return f"{total:.4f}\t{mean:.4f}"
 
 
 def format_line(
