@@ -17,7 +17,14 @@ from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
 from nmt.inference.constraints import Progress, constrained_beam_search
 from nmt.inference.ensemble import Ensemble
-from nmt.inference.glossary import Glossary, constraints_for, read_glossary, term_ids
+from nmt.inference.glossary import (
+    Glossary,
+    constraints_for,
+    read_glossary,
+    term_ids,
+    word_continuations,
+    words_of,
+)
 from nmt.inference.guide import Guide
 from nmt.inference.search import SearchLimits
 from nmt.inference.translator import Translator
@@ -83,6 +90,15 @@ def test_progress_abandons_a_phrase_left_halfway() -> None:
     assert p.complete() and p.bank(phrases) == 4
 
 
+def test_a_completed_term_is_not_glued_to_the_next_piece(tok) -> None:
+    phrases = ((term_ids(tok, "dog"),),)
+    glue = word_continuations(tok)
+    assert not glue[tok.tgt.piece_to_id("▁dog")] and not glue[tok.eos_id]
+    assert glue[tok.tgt.piece_to_id("s")] and not glue[tok.tgt.piece_to_id(".")]
+    p = Progress.start(phrases[0]).advance(phrases[0][0][0], phrases[0])
+    assert p.ended and not p.advance(tok.eos_id, phrases[0]).ended
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[FIXTURE_CHECK])
 @given(data=st.data())
 def test_random_glossaries_always_appear_in_the_output(tok, data) -> None:
@@ -100,9 +116,10 @@ def test_random_glossaries_always_appear_in_the_output(tok, data) -> None:
     guide = Guide((), constraints_for(glossary, line, tok))
     [hyps] = translator.translate_chunk([line], [guide])
     assert len(guide.constraints) == len(words)
+    output_words = words_of(translator.detok(hyps[0]))
     for w in words:
         assert contains(hyps[0].tokens, term_ids(tok, w))
-        assert w in translator.detok(hyps[0])
+        assert contains(list(output_words), words_of(w))  # whole words: nothing glued on
 
 
 VOCAB_WORDS = ["dog", "man", "woman", "beach", "red", "playhouse", "two men", "blue shirt"]

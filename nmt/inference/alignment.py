@@ -31,7 +31,7 @@ from torch import Tensor
 from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
 from nmt.inference.guide import Guide
-from nmt.inference.search import Hypothesis, _attention_reported
+from nmt.inference.search import Hypothesis, attention_reported
 from nmt.inference.translator import Translator
 from nmt.models.base import Seq2Seq
 
@@ -92,7 +92,7 @@ def output_attention(
 
     Raises :class:`UsageError` for a model that reports no attention (the LSTM).
     """
-    with _attention_reported(model, True):
+    with attention_reported(model, True):
         state = model.encode(src, src_mask)
         longest = max((len(o) for o in outputs), default=0)
         prev = torch.full((src.size(0),), bos_id, dtype=torch.long, device=src.device)  # (B,)
@@ -126,7 +126,8 @@ def check_reports_attention(translator: Translator) -> None:
             "checkpoint instead of the export"
         )
     ids = torch.tensor([[translator.tok.eos_id]], device=translator.device)  # (1, 1)
-    output_attention(translator.model.eval(), ids, ids >= 0, [[translator.tok.eos_id]], 0)
+    tok = translator.tok
+    output_attention(translator.model.eval(), ids, ids >= 0, [[tok.eos_id]], tok.bos_id)
 
 
 @dataclass
@@ -151,7 +152,7 @@ def align_hypotheses(
     translator.model.eval()
     for start in range(0, len(todo), size):
         batch = todo[start : start + size]
-        ids = translator._encode([lines[i] for i, _ in batch])
+        ids = translator.source_ids([lines[i] for i, _ in batch])
         src = pad_sequences(ids, translator.tok.pad_id).to(translator.device)  # (B, S)
         with torch.inference_mode():
             weights = output_attention(

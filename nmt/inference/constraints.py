@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from nmt.inference.guide import Guide, Prefixes, extended_limits
-from nmt.inference.search import Hypothesis, SearchLimits, _force_eos, length_penalty
+from nmt.inference.search import Hypothesis, SearchLimits, force_eos, length_penalty
 from nmt.models.base import Seq2Seq
 
 Phrases = tuple[tuple[int, ...], ...]
@@ -47,6 +47,7 @@ class Progress:
     met: tuple[bool, ...]  # per constraint: produced already
     current: int = -1  # the constraint being produced now (-1: none)
     depth: int = 0  # its tokens produced so far
+    ended: bool = False  # the last token completed a phrase (the next must not glue on)
 
     @classmethod
     def start(cls, phrases: Phrases) -> Progress:
@@ -72,8 +73,8 @@ class Progress:
                 return replace(self, depth=self.depth + 1)
             met = list(self.met)
             met[self.current] = True
-            return Progress(tuple(met))
-        fresh = Progress(self.met) if self.current >= 0 else self
+            return Progress(tuple(met), ended=True)
+        fresh = Progress(self.met)
         for i, (p, done) in enumerate(zip(phrases, fresh.met)):
             if not done and p[0] == token:
                 return fresh._begin(i, phrases)
@@ -84,7 +85,7 @@ class Progress:
             return replace(self, current=i, depth=1)
         met = list(self.met)
         met[i] = True
-        return Progress(tuple(met))
+        return Progress(tuple(met), ended=True)
 
     def missing(self, phrases: Phrases) -> list[int]:
         """Tokens that complete the hypothesis: the rest of the current phrase, then every
@@ -128,9 +129,16 @@ def constrained_beam_search(
     beam: int = 5,
     nbest: int = 1,
     alpha: float = 1.0,
+    glue: Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search whose outputs contain every constraint of their sentence's guide (and
-    start with its prefix); the ``nbest`` best finished hypotheses of every sentence."""
+    start with its prefix); the ``nbest`` best finished hypotheses of every sentence.
+
+    ``glue``: (V,) True for tokens that continue the word before them (pieces without
+    the word-initial ``▁``; see :func:`nmt.inference.glossary.word_continuations`); they
+    may not follow a completed phrase, so a term stays a word of its own ("chair", not
+    "chairs"). None: no such rule.
+    """
     batch, device = src.size(0), src.device
     state = model.encode(src, src_mask)
     state = model.reorder_state(state, torch.arange(batch, device=device).repeat_interleave(beam))
@@ -145,8 +153,10 @@ def constrained_beam_search(
         if prefixes is not None:
             log_probs = prefixes.force(log_probs, step, rows_sent)
         at_limit = (max_len[rows_sent] <= step + 1).to(device)  # (b*k,)
-        log_probs = _force_eos(log_probs, at_limit, limits.eos_id)  # (b*k, V)
+        log_probs = force_eos(log_probs, at_limit, limits.eos_id)  # (b*k, V)
         log_probs = _eos_only_when_complete(log_probs, [sents[s] for s in alive], limits.eos_id)
+        if glue is not None:
+            log_probs = _no_glue_after_phrases(log_probs, [sents[s] for s in alive], glue)
         candidates = _candidates(log_probs, [sents[s] for s in alive], beam)
         keep, next_tokens = [], []
         for row, s in enumerate(alive):
@@ -176,6 +186,16 @@ def _eos_only_when_complete(log_probs: Tensor, sents: list[_Sentence], eos_id: i
         mask = torch.tensor(incomplete, device=log_probs.device)  # (b*k,)
         log_probs = log_probs.clone()
         log_probs[mask, eos_id] = float("-inf")
+    return log_probs
+
+
+def _no_glue_after_phrases(log_probs: Tensor, sents: list[_Sentence], glue: Tensor) -> Tensor:
+    """Rows whose last token completed a phrase may not go on with a word continuation."""
+    ended = [p.ended for s in sents for p in s.progress]
+    if any(ended):
+        rows = torch.tensor(ended, device=log_probs.device).unsqueeze(1)  # (b*k, 1)
+        banned = rows & glue.to(log_probs.device).unsqueeze(0)  # (b*k, V)
+        log_probs = log_probs.masked_fill(banned, float("-inf"))
     return log_probs
 
 

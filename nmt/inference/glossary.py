@@ -22,6 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
 from nmt.errors import UsageError
 from nmt.tokenizer import Tokenizer
 
@@ -126,3 +129,13 @@ def constraints_for(
         return ()
     phrases = dict.fromkeys(term_ids(tok, term) for term in glossary.match(line))
     return tuple(p for p in phrases if p)
+
+
+def word_continuations(tok: Tokenizer) -> Tensor:
+    """(V,) True for target pieces that continue the word before them: no word-initial
+    ``▁`` and a letter or digit first (punctuation may follow a term: "dog.")."""
+    pieces = [tok.tgt.id_to_piece(i) for i in range(tok.tgt_vocab_size)]
+    special = {tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id}
+    return torch.tensor(
+        [i not in special and p[:1].isalnum() for i, p in enumerate(pieces)], dtype=torch.bool
+    )

@@ -50,7 +50,7 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
+def force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
     """Rows that reached their length limit may only emit EOS."""
     if at_limit.any():
         forced = torch.full_like(log_probs, float("-inf"))
@@ -60,7 +60,7 @@ def _force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
 
 
 @contextlib.contextmanager
-def _attention_reported(model: Seq2Seq, on: bool) -> Iterator[None]:
+def attention_reported(model: Seq2Seq, on: bool) -> Iterator[None]:
     """Switch the model's attention report on for one search (see Seq2Seq.report_attention)."""
     previous = model.keep_attention
     if on:
@@ -89,7 +89,7 @@ def greedy_search(
     source weights per output token (None for a backbone without attention).
     ``guides``: per sentence, a target prefix the output starts with (see guide.py).
     """
-    with _attention_reported(model, keep_attention):
+    with attention_reported(model, keep_attention):
         return _one_token_per_step(
             model, src, src_mask, limits, _most_probable, keep_attention, guides
         )
@@ -128,7 +128,7 @@ def _one_token_per_step(
         if prefixes is not None:
             log_probs = prefixes.force(log_probs, step, alive)
         at_limit = (max_len[alive] <= step + 1).to(log_probs.device)  # (b,)
-        log_probs = _force_eos(log_probs, at_limit, limits.eos_id)
+        log_probs = force_eos(log_probs, at_limit, limits.eos_id)
         best, next_tok = pick(log_probs)  # (b,), (b,)
         _record(alive, next_tok, best, state, tokens, scores, attn, keep_attention)
         running = next_tok != limits.eos_id  # (b,)
@@ -221,9 +221,7 @@ def beam_search(
         if prefixes is not None:
             log_probs = prefixes.force(log_probs, step, beams.sent.repeat_interleave(beam))
         at_limit = max_len[beams.sent] <= step + 1  # (b,)
-        log_probs = _force_eos(
-            log_probs, at_limit.repeat_interleave(beam).to(device), limits.eos_id
-        )
+        log_probs = force_eos(log_probs, at_limit.repeat_interleave(beam).to(device), limits.eos_id)
         cand_scores, origin, token = _top_candidates(beams.scores, log_probs, beam)
         _finish(beams, cand_scores, origin, token, beam, alpha, limits.eos_id)
         keep = _select_running(beams, cand_scores, origin, token, at_limit, limits.eos_id)

@@ -19,6 +19,7 @@ from nmt.config import SearchConfig
 from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
 from nmt.inference.constraints import constrained_beam_search
+from nmt.inference.glossary import word_continuations
 from nmt.inference.guide import NO_GUIDE, Guide
 from nmt.inference.search import Hypothesis, Sampling, SearchLimits, greedy_search, search
 from nmt.models.base import Seq2Seq
@@ -43,6 +44,7 @@ class Translator:
     seed: int | None = None  # of the sampling draws; None: a fresh random seed
     _warned_long: bool = False
     _generator: torch.Generator | None = field(default=None, init=False, repr=False)
+    _glue: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.max_src_len:
@@ -76,6 +78,10 @@ class Translator:
             ]
         return ids
 
+    def source_ids(self, lines: list[str]) -> list[list[int]]:
+        """EOS-terminated source ids as the search reads them (cut to the model's limit)."""
+        return self._encode(lines)
+
     def _search_ids(
         self, ids: list[list[int]], guides: list[Guide] | None = None
     ) -> list[list[Hypothesis]]:
@@ -89,9 +95,11 @@ class Translator:
             raise UsageError("--sample does not combine with --prefix or --glossary")
         with torch.inference_mode(), self._autocast():
             if guides is not None and any(g.constraints for g in guides):
+                if self._glue is None:
+                    self._glue = word_continuations(self.tok)  # (V,) once per translator
                 return constrained_beam_search(
                     self.model, src, src != self.tok.pad_id, self.limits, guides,
-                    s.beam, s.nbest, s.length_penalty,
+                    s.beam, s.nbest, s.length_penalty, self._glue,
                 )  # fmt: skip
             return search(
                 self.model,
