@@ -108,3 +108,6 @@ def test_ctranslate2_export_takes_prefixes_and_refuses_glossaries(tmp_path: Path
         app, ["translate", str(export), "-i", str(src), "--glossary", str(gloss)]
     )
     assert result.exit_code == 2 and "PyTorch" in result.output
+    for flag in ("--scores", "--alignments"):
+        result = runner.invoke(app, ["translate", str(export), "-i", str(src), flag])
+        assert result.exit_code == 2 and "PyTorch" in result.output, result.output
