@@ -3,6 +3,11 @@
 - :mod:`~nmt.inference.load`: a run, checkpoint, ensemble or export -> a :class:`Translator`;
 - :mod:`~nmt.inference.translator`: lines -> hypotheses, length-sorted batches, order kept;
 - :mod:`~nmt.inference.search`: greedy, beam search and sampling over the backbone contract;
+- :mod:`~nmt.inference.guide`, :mod:`~nmt.inference.glossary`,
+  :mod:`~nmt.inference.constraints`: target prefixes, glossaries and lexically
+  constrained beam search (dynamic beam allocation);
+- :mod:`~nmt.inference.alignment`: word alignments from attention;
+- :mod:`~nmt.inference.documents`: glossary, prefix, score and alignment columns of files;
 - :mod:`~nmt.inference.ensemble`, :mod:`~nmt.inference.ct2`, :mod:`~nmt.inference.quantize`:
   other ways to run the same search;
 - :mod:`~nmt.inference.files`: whole files and standard input;
