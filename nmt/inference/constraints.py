@@ -152,15 +152,15 @@ def constrained_beam_search(
         rows_sent = torch.tensor(alive).repeat_interleave(beam)  # (b*k,)
         if prefixes is not None:
             log_probs = prefixes.force(log_probs, step, rows_sent)
-        at_limit = (max_len[rows_sent] <= step + 1).to(device)  # (b*k,)
-        log_probs = force_eos(log_probs, at_limit, limits.eos_id)  # (b*k, V)
+        at_limit = max_len[rows_sent] <= step + 1  # (b*k,) on the CPU
+        log_probs = force_eos(log_probs, at_limit.to(device), limits.eos_id)  # (b*k, V)
         log_probs = _eos_only_when_complete(log_probs, [sents[s] for s in alive], limits.eos_id)
         if glue is not None:
             log_probs = _no_glue_after_phrases(log_probs, [sents[s] for s in alive], glue)
         candidates = _candidates(log_probs, [sents[s] for s in alive], beam)
         keep, next_tokens = [], []
         for row, s in enumerate(alive):
-            limit_reached = bool(at_limit[row * beam])
+            limit_reached = bool(at_limit[row * beam])  # a CPU tensor: no device sync
             if _step_sentence(sents[s], candidates[row], beam, alpha, limits.eos_id, limit_reached):
                 keep.append(row)
                 next_tokens += [t[-1] for t in sents[s].tokens]
