@@ -130,18 +130,33 @@ def guides(
         raise UsageError(f"--prefix has {len(prefixes)} lines, more than the input")
 
 
+@dataclass
+class Guidance:
+    """The glossary and prefix lines of a run, read (and checked) before the model loads."""
+
+    glossary: Glossary | None
+    prefixes: list[str]
+
+    @classmethod
+    def read(cls, options: DocumentOptions, input: Path | None) -> Guidance:
+        glossary = read_glossary(options.glossary) if options.glossary else None
+        return cls(glossary, read_prefixes(options.prefix, input) if options.prefix else [])
+
+
 def write_document(
     translator: Translator,
     lines: Iterable[str],
     out: TextIO,
     options: DocumentOptions,
     input: Path | None = None,
+    guidance: Guidance | None = None,
 ) -> int:
     """Translate ``lines`` with ``options`` and write one output line per input line
-    (``nbest`` lines with --nbest); returns the count of input lines."""
+    (``nbest`` lines with --nbest); returns the count of input lines. ``guidance``: the
+    glossary and prefixes if already read (else read here)."""
     check_options(options, translator)
-    glossary = read_glossary(options.glossary) if options.glossary else None
-    prefixes = read_prefixes(options.prefix, input) if options.prefix else []
+    guidance = guidance or Guidance.read(options, input)
+    glossary, prefixes = guidance.glossary, guidance.prefixes
     log.info("translating %s", display_name(input))
     nbest, count = translator.search.nbest, 0
     pairs = guides(lines, translator, glossary, prefixes)

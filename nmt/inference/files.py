@@ -16,7 +16,7 @@ from typing import TextIO
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nmt.errors import UsageError
-from nmt.inference.documents import DocumentOptions, nbest_line, write_document
+from nmt.inference.documents import DocumentOptions, Guidance, nbest_line, write_document
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.metrics import check_aligned, score
 from nmt.inference.translator import Translator
@@ -64,12 +64,16 @@ def run_translate(
     if errors not in ("strict", "replace"):
         raise UsageError(f"--errors must be strict or replace, not '{errors}'")
     lines = iter_lines(input, errors, BAD_UTF8_ADVICE)
+    guided = document is not None and document.active
+    guidance = Guidance.read(document, input) if guided else None  # bad files fail fast
     translator = make_translator(model, options)
     if attention_plot is not None:
         return _translate_with_attention(translator, lines, output, attention_plot)
-    if document is not None and document.active:
+    if guided:
         with open_output(output) as out:
-            count = write_document(translator, _with_progress(lines, input), out, document, input)
+            count = write_document(
+                translator, _with_progress(lines, input), out, document, input, guidance
+            )
         log.info("translated %d lines", count)
         return None
     if is_stdio(input) and sys.stdin.isatty():
