@@ -11,8 +11,10 @@ from nmt.artifacts.checkpoint import save_checkpoint
 from nmt.artifacts.ctranslate2 import export_ctranslate2
 from nmt.cli.app import app
 from nmt.config import SearchConfig
+from nmt.inference.documents import scores
 from nmt.inference.guide import Guide
 from nmt.inference.load import TranslateOptions, make_translator
+from nmt.inference.scoring import Scorer
 from nmt.inference.translator import Translator
 from tests import trained_tiny
 from tests.conftest import BACKBONES, tiny_config, tiny_model
@@ -111,3 +113,20 @@ def test_ctranslate2_export_takes_prefixes_and_refuses_glossaries(tmp_path: Path
     for flag in ("--scores", "--alignments"):
         result = runner.invoke(app, ["translate", str(export), "-i", str(src), flag])
         assert result.exit_code == 2 and "PyTorch" in result.output, result.output
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_scores_are_the_forced_decoding_log_probabilities(backbone: str, tok) -> None:
+    """The --scores total of a guided beam output is what `nmt score` gives its tokens."""
+    model = tiny_model(backbone, tok).eval()
+    search = SearchConfig(beam=3, max_len_a=1.0, max_len_b=10)
+    translator = Translator(model, tok, search)
+    lines = [s for s in SENTENCES if s]
+    prefixed = [g for line, g in zip(SENTENCES, guides(tok)) if line]
+    dog = tuple(tok.encode_tgt(["dog"])[0])
+    for chosen in (prefixed, [Guide(g.prefix, (dog,)) for g in prefixed]):
+        hyps = [h[0] for h in translator.translate_chunk(lines, chosen)]
+        scored = Scorer(model, tok).score_batch(tok.encode_src(lines), [h.tokens for h in hyps])
+        for h, s in zip(hyps, scored):
+            assert scores(h)[0] == pytest.approx(s.total, abs=1e-4)
+            assert scores(h)[1] == pytest.approx(s.mean, abs=1e-4)

@@ -109,6 +109,7 @@ class _Sentence:
     progress: list[Progress]  # (k,)
     finished: list[Hypothesis] = field(default_factory=list)
     origins: list[int] = field(default_factory=list)  # (k,) beam each hypothesis came from
+    completed: list[Hypothesis] = field(default_factory=list)  # last resorts, see _completed
 
 
 @dataclass
@@ -257,7 +258,7 @@ def _step_sentence(
             s.finished.append(Hypothesis(list(toks), lp / length_penalty(len(toks) + 1, alpha), lp))
     going = [c for c in ordered if c.token != eos_id][:beam]
     if at_limit or not going:
-        s.finished += _completed(s, alpha, beam - len(s.finished))
+        s.completed = _completed(s, alpha, beam)
         return False
     if len(s.finished) >= beam:
         return False
@@ -278,9 +279,10 @@ def _origins(index: Tensor, sents: list[_Sentence], beam: int) -> Tensor:
 
 
 def _completed(s: _Sentence, alpha: float, count: int) -> list[Hypothesis]:
-    """Last resort at the length bound, for up to ``count`` missing n-best entries: the
-    best running hypotheses that still miss constraints, with the missing constraint
-    tokens appended (scored as the hypothesis was: they were not searched)."""
+    """Last resort at the length bound: up to ``count`` of the best running hypotheses
+    that still miss constraints, with the missing constraint tokens appended (scored as
+    the hypothesis was: they were not searched). They only fill n-best places that no
+    finished hypothesis takes."""
     order = sorted(range(len(s.scores)), key=lambda j: -s.scores[j])
     live = [j for j in order if s.scores[j] != float("-inf") and not s.progress[j].complete()]
     if not s.finished and not live:
@@ -294,6 +296,8 @@ def _completed(s: _Sentence, alpha: float, count: int) -> list[Hypothesis]:
 
 
 def _best(s: _Sentence, nbest: int, alpha: float) -> list[Hypothesis]:
-    if not s.finished:
-        s.finished += _completed(s, alpha, 1)
-    return sorted(s.finished, key=lambda h: -h.score)[:nbest]
+    """The ``nbest`` best finished hypotheses, then last resorts for the places left."""
+    if not s.finished and not s.completed:
+        s.completed = _completed(s, alpha, nbest)
+    found = sorted(s.finished, key=lambda h: -h.score)[:nbest]
+    return found + sorted(s.completed, key=lambda h: -h.score)[: nbest - len(found)]

@@ -51,10 +51,12 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 def force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
-    """Rows that reached their length limit may only emit EOS."""
+    """Rows that reached their length limit may only emit EOS. It keeps the model's
+    log-probability, so a cut output's score is still its log-probability (n-best
+    ``LogProb``, ``--scores``), as forced decoding (``nmt score``) reports it."""
     if at_limit.any():
         forced = torch.full_like(log_probs, float("-inf"))
-        forced[:, eos_id] = 0.0
+        forced[:, eos_id] = log_probs[:, eos_id]
         log_probs = torch.where(at_limit.unsqueeze(1), forced, log_probs)  # (B, V)
     return log_probs
 
