@@ -18,10 +18,12 @@ with more progress, so a full beam holds about ``k / (C + 1)`` hypotheses of eac
 keeps hypotheses that have placed a constraint early (and scored worse for it) alive
 next to those that have not placed it yet.
 
-EOS is allowed only to hypotheses that met every constraint. The length bound is raised
-by the constraints' total length; at the bound only complete hypotheses may end, and a
-sentence left without any finished hypothesis falls back to its best running one with
-the missing constraints appended (so every output contains every constraint).
+EOS is allowed only to hypotheses that met every constraint, and right after a phrase
+is complete no piece may continue its last word (``glue``), so a term stays a word. The
+length bound is raised by the constraints' total length; at the bound only complete
+hypotheses may end, and a sentence left without any finished hypothesis falls back to
+its best running one with the missing constraints appended (so every output contains
+every constraint).
 Everything here uses only ``encode``, ``decode_step`` and ``reorder_state``: it works for
 every backbone, ensembles too, and for n-best lists.
 """
