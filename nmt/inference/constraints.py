@@ -164,7 +164,10 @@ def constrained_beam_search(
         keep, next_tokens = [], []
         for row, s in enumerate(alive):
             limit_reached = bool(at_limit[row * beam])  # a CPU tensor: no device sync
-            if _step_sentence(sents[s], candidates[row], beam, alpha, limits.eos_id, limit_reached):
+            done = _step_sentence(
+                sents[s], candidates[row], beam, alpha, limits.eos_id, limit_reached
+            )
+            if not done and not _settled(sents[s], nbest, alpha):
                 keep.append(row)
                 next_tokens += [t[-1] for t in sents[s].tokens]
         if not keep:
@@ -252,7 +255,7 @@ def _step_sentence(
     s: _Sentence, cands: list[_Candidate], beam: int, alpha: float, eos_id: int, at_limit: bool
 ) -> bool:
     """Finish the EOS candidates among the first k in DBA order, keep the k first others.
-    Returns whether the sentence goes on searching."""
+    Returns whether the sentence is done."""
     ordered = _allocate(cands, s.phrases)
     for c in ordered[:beam]:
         if c.token == eos_id and len(s.finished) < beam:
@@ -261,16 +264,33 @@ def _step_sentence(
     going = [c for c in ordered if c.token != eos_id][:beam]
     if at_limit or not going:
         s.completed = _completed(s, alpha, beam)
-        return False
+        return True
     if len(s.finished) >= beam:
-        return False
+        return True
     s.origins = [c.beam for c in going] + [0] * (beam - len(going))
     dead = _Candidate(0, eos_id, float("-inf"), going[0].progress)  # fills an empty slot
     padded = going + [dead] * (beam - len(going))
     s.tokens = [s.tokens[c.beam] + [c.token] for c in padded]
     s.scores = [c.score for c in padded]
     s.progress = [c.progress for c in padded]
-    return True
+    return False
+
+
+def _settled(s: _Sentence, nbest: int, alpha: float) -> bool:
+    """Early stop: ``nbest`` hypotheses are finished and the worst of them ranks above
+    every running hypothesis as it stands (log-prob / length penalty of its length so
+    far), the test of Hugging Face's beam search without ``early_stopping``. DBA fills
+    the ``k`` finished places slowly, so waiting for all of them would keep sentences
+    (and their model calls) in the batch long after their result is clear."""
+    if len(s.finished) < nbest:
+        return False
+    worst = sorted(h.score for h in s.finished)[-nbest]
+    running = [
+        x / length_penalty(len(t) + 1, alpha)
+        for x, t in zip(s.scores, s.tokens)
+        if x != float("-inf")
+    ]
+    return not running or worst >= max(running)
 
 
 def _origins(index: Tensor, sents: list[_Sentence], beam: int) -> Tensor:
