@@ -103,11 +103,11 @@ def _interrupt_after(monkeypatch, chunks: int) -> None:
     real = Translator.translate_chunk
     calls = {"n": 0}
 
-    def translate_chunk(self, lines):
+    def translate_chunk(self, lines, *guides):
         calls["n"] += 1
         if calls["n"] > chunks:
             raise KeyboardInterrupt
-        return real(self, lines)
+        return real(self, lines, *guides)
 
     monkeypatch.setattr(Translator, "translate_chunk", translate_chunk)
 

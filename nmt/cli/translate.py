@@ -79,16 +79,33 @@ def translate(
     chunk_lines: Annotated[
         int, typer.Option(help="Lines translated together (with --resume: saved together).")
     ] = 10_000,
+    glossary: Annotated[
+        Path | None,
+        typer.Option(help="TSV of 'source term<TAB>target term': outputs use the target terms."),
+    ] = None,
+    prefix: Annotated[
+        Path | None,
+        typer.Option(help="One target prefix per input line: each output starts with it."),
+    ] = None,
+    scores: Annotated[
+        bool, typer.Option(help="Append TAB, total log-prob, TAB, mean log-prob per token.")
+    ] = False,
+    alignments: Annotated[
+        bool, typer.Option(help="Append TAB and Pharaoh word alignments (i-j) from attention.")
+    ] = False,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in order.
 
     With several MODELs, an ensemble: their next-token probabilities are averaged.
     With --sample and --nbest N: N independent samples per line, best score first.
     With --markup xml|html: inline tags and placeholders come back around the aligned words.
+    Output columns: translation[TAB scores][TAB alignments] (see README, "Translating
+    documents").
     """
     from nmt.inference import files
     from nmt.inference import resume as resumable
     from nmt.inference.documents import DocumentOptions
+    from nmt.inference.guided import GuideOptions
     from nmt.inference.load import TranslateOptions, parse_sampling
 
     sampling = parse_sampling(sample, temperature)
@@ -99,12 +116,17 @@ def translate(
         chunk_lines,
     )  # fmt: skip
     documents = DocumentOptions(markup, split_sentences)
+    guide = GuideOptions(glossary, prefix, scores, alignments)
     if resume:
         if attention_plot is not None:
             raise UsageError("--attention-plot translates one sentence: drop --resume")
+        if guide.active:
+            raise UsageError(
+                "--resume does not combine with --glossary, --prefix, --scores or --alignments yet"
+            )
         return resumable.run_resumable(model, input, output, options, errors, documents)
     with resumable.resume_hint(output):
-        files.run_translate(model, input, output, options, errors, attention_plot, documents)
+        files.run_translate(model, input, output, options, errors, attention_plot, documents, guide)
 
 
 @translate_app.command()

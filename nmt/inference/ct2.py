@@ -33,6 +33,7 @@ from nmt.artifacts.ctranslate2 import EXPORT_FORMAT, META_FILE, is_exported_dir,
 from nmt.config import ConfigError, SearchConfig, from_dict
 from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
+from nmt.inference.guide import Guide
 from nmt.inference.search import Hypothesis
 from nmt.inference.translator import AttentionMap, Translator
 from nmt.tokenizer import Tokenizer, TokenizerError
@@ -63,18 +64,24 @@ class ExportedModel:
 class CT2Translator(Translator):
     """The :class:`Translator` interface over :class:`ExportedModel` (``model``)."""
 
-    def translate_chunk(self, lines: list[str]) -> list[list[Hypothesis]]:
+    def translate_chunk(
+        self, lines: list[str], guides: list[Guide] | None = None
+    ) -> list[list[Hypothesis]]:
         """As :meth:`Translator.translate_chunk`, but the whole chunk goes to CTranslate2
         at once, so that its threads (``inter_threads``) search several batches in
         parallel; CTranslate2 gets more from its cores that way than by splitting the
         matrix work of one small batch."""
         results = [[Hypothesis([], 0.0, 0.0)] for _ in lines]
         todo = [i for i, line in enumerate(lines) if line.strip()]
-        for i, hyps in zip(todo, self._search_ids(self._encode([lines[i] for i in todo]))):
+        todo_guides = [guides[i] for i in todo] if guides is not None else None
+        hyps_todo = self._search_ids(self._encode([lines[i] for i in todo]), todo_guides)
+        for i, hyps in zip(todo, hyps_todo):
             results[i] = hyps
         return results
 
-    def _search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
+    def _search_ids(
+        self, ids: list[list[int]], guides: list[Guide] | None = None
+    ) -> list[list[Hypothesis]]:
         """Hypotheses for EOS-terminated source ids, each within its length bound.
 
         A sentence is searched together with others whose bound falls in the same
@@ -82,11 +89,18 @@ class CT2Translator(Translator):
         alone with its own bound if its output outgrows that. Its result thus depends on
         the sentence alone, not on the batch it came in: a server that batches
         concurrent requests answers what file translation writes.
+
+        ``guides``: target prefixes become CTranslate2's ``target_prefix`` (the bound grows
+        by the prefix); constraints are refused (constrained search is PyTorch's).
         """
-        bounds = self._max_tokens(ids)
+        prefixes = _prefixes(guides, len(ids))
+        bounds = [n + len(p) for n, p in zip(self._max_tokens(ids), prefixes)]
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in ids]
         pending = [
-            (members, self._submit([ids[i] for i in members], limit))
+            (
+                members,
+                self._submit([ids[i] for i in members], limit, [prefixes[i] for i in members]),
+            )
             for limit, members in self._batches(ids, bounds)
         ]
         for members, answers in pending:
@@ -94,7 +108,8 @@ class CT2Translator(Translator):
                 results[i] = self._hypotheses(answer.result())
         for i, hyps in enumerate(results):
             if any(len(h.tokens) > bounds[i] for h in hyps):  # outgrew its own bound
-                results[i] = self._hypotheses(self._submit([ids[i]], bounds[i])[0].result())
+                answer = self._submit([ids[i]], bounds[i], [prefixes[i]])[0]
+                results[i] = self._hypotheses(answer.result())
         return results
 
     def _batches(self, ids: list[list[int]], bounds: list[int]) -> list[tuple[int, list[int]]]:
@@ -114,11 +129,17 @@ class CT2Translator(Translator):
         mask = pad_sequences(ids, self.tok.pad_id) != self.tok.pad_id  # (B, S)
         return [int(n) - 1 for n in self.limits.max_lengths(mask)]
 
-    def _submit(self, ids: list[list[int]], max_tokens: int) -> list[Any]:
+    def _submit(
+        self, ids: list[list[int]], max_tokens: int, prefixes: list[tuple[int, ...]]
+    ) -> list[Any]:
         """Queue one batch in CTranslate2; each answer's ``result()`` waits for it."""
         s = self.search
+        target_prefix = None
+        if any(prefixes):
+            target_prefix = [[self.tok.tgt.id_to_piece(i) for i in p] or None for p in prefixes]
         return self.model.engine.translate_batch(
             [self._pieces(x) for x in ids],
+            target_prefix=target_prefix,
             beam_size=s.beam,
             num_hypotheses=s.nbest,
             length_penalty=s.length_penalty,
@@ -160,6 +181,18 @@ class CT2Translator(Translator):
         hyp = self._hypotheses(result)[0]
         weights = [list(row[: len(src_pieces)]) for row in result.attention[0]]
         return AttentionMap(src_pieces, tgt_pieces, weights, self.detok(hyp))
+
+
+def _prefixes(guides: list[Guide] | None, count: int) -> list[tuple[int, ...]]:
+    """Each sentence's target prefix; constraints are refused with a one-line error."""
+    if guides is None:
+        return [()] * count
+    if any(g.constraints for g in guides):
+        raise UsageError(
+            "--glossary needs constrained search, which runs on the PyTorch model: "
+            "translate with the run directory or checkpoint instead of the export"
+        )
+    return [g.prefix for g in guides]
 
 
 # --- loading --------------------------------------------------------------------------------

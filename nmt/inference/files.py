@@ -24,9 +24,9 @@ from rich.progress import (
 
 from nmt.errors import UsageError
 from nmt.inference.documents import DocumentOptions, DocumentTranslator
+from nmt.inference.guided import Guidance, GuideOptions, nbest_line, write_guided
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.metrics import check_aligned, score
-from nmt.inference.search import Hypothesis
 from nmt.inference.translator import Translator
 from nmt.progress import LinesPerSecond, console, progress_hidden
 from nmt.textio import (
@@ -42,18 +42,6 @@ from nmt.textio import (
 log = logging.getLogger("nmt.translate")
 
 BAD_UTF8_ADVICE = "use --errors replace to translate it anyway"
-
-
-def nbest_line(index: int, text: str, hyp: Hypothesis) -> str:
-    """A Moses n-best line: ``index ||| text ||| LogProb= L Length= N ||| score``.
-
-    ``LogProb`` is the sum of the output's token log-probabilities, ``Length`` its length
-    in subwords with the end-of-sentence token, ``score`` the ranking score (LogProb
-    divided by the length penalty). Features are ``Name= value`` pairs, as Moses and
-    Marian write them, so their n-best tools read the lines.
-    """
-    features = f"LogProb= {hyp.log_prob:.4f} Length= {len(hyp.tokens) + 1}"
-    return f"{index} ||| {text} ||| {features} ||| {hyp.score:.4f}"
 
 
 def output_lines(
@@ -98,19 +86,32 @@ def run_translate(
     errors: str = "strict",
     attention_plot: Path | None = None,
     documents: DocumentOptions | None = None,
+    guide: GuideOptions | None = None,
 ) -> None:
     """Translate a file or stdin (``-``); interactive prompt when stdin is a terminal.
 
-    ``documents``: markup and long-line handling (default: long lines split, no markup).
+    ``documents``: markup and long-line handling (default: long lines split, no markup);
+    ``guide``: glossary, prefixes, score and alignment columns (:mod:`nmt.inference.guided`).
     """
     if errors not in ("strict", "replace"):
         raise UsageError(f"--errors must be strict or replace, not '{errors}'")
     documents = documents or DocumentOptions()
     documents.check(options.nbest)
+    guided = guide is not None and guide.active
+    if guided:
+        check_guided(documents)
+    guidance = Guidance.read(guide, input) if guided else None  # bad files fail fast
     lines = iter_lines(input, errors, BAD_UTF8_ADVICE)
     translator = make_translator(model, options)
     if attention_plot is not None:
         return _translate_with_attention(translator, lines, output, attention_plot)
+    if guided:
+        with open_output(output) as out:
+            count = write_guided(
+                translator, _with_progress(lines, input), out, guide, input, guidance
+            )
+        log.info("translated %d lines", count)
+        return None
     by_document = document_translator(translator, documents, options.nbest)
     if is_stdio(input) and sys.stdin.isatty():
         return _interactive(translator, by_document)
@@ -119,6 +120,16 @@ def run_translate(
         written = output_lines(translator, by_document, _with_progress(lines, input))
         count = _write_lines(written, out)
     log.info("translated %d lines", count)
+
+
+def check_guided(documents: DocumentOptions) -> None:
+    """Guided translation (glossary, prefix, scores, alignments) runs line by line on the
+    search: it does not yet go through the markup and sentence-splitting layer."""
+    if documents.markup != "off" or documents.split_sentences == "on":
+        raise UsageError(
+            "--glossary, --prefix, --scores and --alignments do not combine with --markup or "
+            "--split-sentences on yet: translate in two runs"
+        )
 
 
 def _write_lines(outputs: Iterable[str], out: TextIO) -> int:

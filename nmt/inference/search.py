@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from nmt.errors import UsageError
+from nmt.inference.guide import Guide, Prefixes, extended_limits
 from nmt.models.base import Seq2Seq, State
 
 
@@ -49,17 +50,19 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
-    """Rows that reached their length limit may only emit EOS."""
+def force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
+    """Rows that reached their length limit may only emit EOS. It keeps the model's
+    log-probability, so a cut output's score is still its log-probability (n-best
+    ``LogProb``, ``--scores``), as forced decoding (``nmt score``) reports it."""
     if at_limit.any():
         forced = torch.full_like(log_probs, float("-inf"))
-        forced[:, eos_id] = 0.0
+        forced[:, eos_id] = log_probs[:, eos_id]
         log_probs = torch.where(at_limit.unsqueeze(1), forced, log_probs)  # (B, V)
     return log_probs
 
 
 @contextlib.contextmanager
-def _attention_reported(model: Seq2Seq, on: bool) -> Iterator[None]:
+def attention_reported(model: Seq2Seq, on: bool) -> Iterator[None]:
     """Switch the model's attention report on for one search (see Seq2Seq.report_attention)."""
     previous = model.keep_attention
     if on:
@@ -80,14 +83,18 @@ def greedy_search(
     src_mask: Tensor,
     limits: SearchLimits,
     keep_attention: bool = False,
+    guides: list[Guide] | None = None,
 ) -> list[Hypothesis]:
     """Pick the most probable token at every step; one hypothesis per sentence.
 
     ``keep_attention``: each hypothesis also carries its attention weights, one row of
     source weights per output token (None for a backbone without attention).
+    ``guides``: per sentence, a target prefix the output starts with (see guide.py).
     """
-    with _attention_reported(model, keep_attention):
-        return _one_token_per_step(model, src, src_mask, limits, _most_probable, keep_attention)
+    with attention_reported(model, keep_attention):
+        return _one_token_per_step(
+            model, src, src_mask, limits, _most_probable, keep_attention, guides
+        )
 
 
 def _most_probable(log_probs: Tensor) -> tuple[Tensor, Tensor]:
@@ -102,6 +109,7 @@ def _one_token_per_step(
     limits: SearchLimits,
     pick: Picker,
     keep_attention: bool = False,
+    guides: list[Guide] | None = None,
 ) -> list[Hypothesis]:
     """Decode every row with one token per step chosen by ``pick`` (greedy or sampled).
 
@@ -110,7 +118,8 @@ def _one_token_per_step(
     """
     batch = src.size(0)
     state = model.encode(src, src_mask)
-    max_len = limits.max_lengths(src_mask).cpu()  # (B,)
+    max_len = extended_limits(limits.max_lengths(src_mask).cpu(), guides, limits.cap)  # (B,)
+    prefixes = Prefixes.build(guides, src.device) if guides else None
     alive = torch.arange(batch)  # sentence index of each running row
     prev = torch.full((batch,), limits.bos_id, dtype=torch.long, device=src.device)
     tokens: list[list[int]] = [[] for _ in range(batch)]
@@ -118,8 +127,10 @@ def _one_token_per_step(
     attn: list[list[list[float]]] = [[] for _ in range(batch)]
     for step in range(int(max_len.max())):
         log_probs, state = model.decode_step(prev, state)  # (b, V)
+        if prefixes is not None:
+            log_probs = prefixes.force(log_probs, step, alive)
         at_limit = (max_len[alive] <= step + 1).to(log_probs.device)  # (b,)
-        log_probs = _force_eos(log_probs, at_limit, limits.eos_id)
+        log_probs = force_eos(log_probs, at_limit, limits.eos_id)
         best, next_tok = pick(log_probs)  # (b,), (b,)
         _record(alive, next_tok, best, state, tokens, scores, attn, keep_attention)
         running = next_tok != limits.eos_id  # (b,)
@@ -183,18 +194,21 @@ def beam_search(
     beam: int = 5,
     nbest: int = 1,
     alpha: float = 1.0,
+    guides: list[Guide] | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the ``nbest`` best hypotheses of every sentence.
 
     Each step scores the ``2k`` best expansions of every sentence; those ending in EOS
     among the top ``k`` are finished (ranked by log-prob / lp, Wu et al. 2016 eq. 14),
     and the best ``k`` others continue. A sentence stops once it has ``k`` finished
-    hypotheses or reaches its length limit.
+    hypotheses or reaches its length limit. ``guides``: per sentence, a target prefix
+    the output starts with (see guide.py).
     """
     batch, device = src.size(0), src.device
     state = model.encode(src, src_mask)
     state = model.reorder_state(state, torch.arange(batch, device=device).repeat_interleave(beam))
-    max_len = limits.max_lengths(src_mask).cpu()  # (B,)
+    max_len = extended_limits(limits.max_lengths(src_mask).cpu(), guides, limits.cap)  # (B,)
+    prefixes = Prefixes.build(guides, device) if guides else None
     scores = torch.full((batch, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
     beams = _Beams(
@@ -206,10 +220,10 @@ def beam_search(
     prev = torch.full((batch * beam,), limits.bos_id, dtype=torch.long, device=device)
     for step in range(int(max_len.max())):
         log_probs, state = model.decode_step(prev, state)  # (b*k, V)
+        if prefixes is not None:
+            log_probs = prefixes.force(log_probs, step, beams.sent.repeat_interleave(beam))
         at_limit = max_len[beams.sent] <= step + 1  # (b,)
-        log_probs = _force_eos(
-            log_probs, at_limit.repeat_interleave(beam).to(device), limits.eos_id
-        )
+        log_probs = force_eos(log_probs, at_limit.repeat_interleave(beam).to(device), limits.eos_id)
         cand_scores, origin, token = _top_candidates(beams.scores, log_probs, beam)
         _finish(beams, cand_scores, origin, token, beam, alpha, limits.eos_id)
         keep = _select_running(beams, cand_scores, origin, token, at_limit, limits.eos_id)
@@ -366,11 +380,12 @@ def search(
     alpha: float = 1.0,
     sampling: Sampling | None = None,
     generator: torch.Generator | None = None,
+    guides: list[Guide] | None = None,
 ) -> list[list[Hypothesis]]:
     """Sampling when ``sampling`` is given; else greedy when ``beam == 1`` (and one best),
-    beam search otherwise."""
+    beam search otherwise. ``guides`` (target prefixes) apply to greedy and beam search."""
     if sampling is not None:
         return sample(model, src, src_mask, limits, sampling, nbest, alpha, generator)
     if beam == 1 and nbest == 1:
-        return [[h] for h in greedy_search(model, src, src_mask, limits)]
-    return beam_search(model, src, src_mask, limits, beam, nbest, alpha)
+        return [[h] for h in greedy_search(model, src, src_mask, limits, guides=guides)]
+    return beam_search(model, src, src_mask, limits, beam, nbest, alpha, guides)

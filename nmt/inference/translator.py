@@ -18,6 +18,9 @@ import torch
 from nmt.config import SearchConfig
 from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
+from nmt.inference.constraints import constrained_beam_search
+from nmt.inference.glossary import word_continuations
+from nmt.inference.guide import NO_GUIDE, Guide
 from nmt.inference.search import Hypothesis, Sampling, SearchLimits, greedy_search, search
 from nmt.models.base import Seq2Seq
 from nmt.precision import autocast
@@ -42,6 +45,7 @@ class Translator:
     src_lang: str = ""  # source language code (sentence-splitting rules); "" = unknown
     _warned_long: bool = False
     _generator: torch.Generator | None = field(default=None, init=False, repr=False)
+    _glue: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.max_src_len:
@@ -75,11 +79,29 @@ class Translator:
             ]
         return ids
 
-    def _search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
+    def source_ids(self, lines: list[str]) -> list[list[int]]:
+        """EOS-terminated source ids as the search reads them (cut to the model's limit)."""
+        return self._encode(lines)
+
+    def _search_ids(
+        self, ids: list[list[int]], guides: list[Guide] | None = None
+    ) -> list[list[Hypothesis]]:
+        """Hypotheses of a batch of source ids; ``guides`` (per sentence, or None): target
+        prefixes and constraints (constrained search when any sentence has constraints)."""
         src = pad_sequences(ids, self.tok.pad_id).to(self.device)  # (B, S)
         s = self.search
         self.model.eval()
+        guides = guides if guides and any(g != NO_GUIDE for g in guides) else None
+        if guides is not None and self.sampling is not None:
+            raise UsageError("--sample does not combine with --prefix or --glossary")
         with torch.inference_mode(), self._autocast():
+            if guides is not None and any(g.constraints for g in guides):
+                if self._glue is None:
+                    self._glue = word_continuations(self.tok)  # (V,) once per translator
+                return constrained_beam_search(
+                    self.model, src, src != self.tok.pad_id, self.limits, guides,
+                    s.beam, s.nbest, s.length_penalty, self._glue,
+                )  # fmt: skip
             return search(
                 self.model,
                 src,
@@ -90,10 +112,17 @@ class Translator:
                 s.length_penalty,
                 self.sampling,
                 self._generator,
+                guides,
             )
 
-    def translate_chunk(self, lines: list[str]) -> list[list[Hypothesis]]:
-        """Sort by length, translate in batches, restore the input order."""
+    def translate_chunk(
+        self, lines: list[str], guides: list[Guide] | None = None
+    ) -> list[list[Hypothesis]]:
+        """Sort by length, translate in batches, restore the input order.
+
+        ``guides``: one per line (prefix, constraints), or None. An empty line stays
+        empty whatever its guide says.
+        """
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in lines]
         todo = [i for i, line in enumerate(lines) if line.strip()]
         encoded = dict(zip(todo, self._encode([lines[i] for i in todo])))
@@ -101,20 +130,29 @@ class Translator:
         bs = self.search.batch_size
         for start in range(0, len(todo), bs):
             idx = todo[start : start + bs]
-            for i, hyps in zip(idx, self._search_ids([encoded[i] for i in idx])):
+            batch_guides = [guides[i] for i in idx] if guides is not None else None
+            for i, hyps in zip(idx, self._search_ids([encoded[i] for i in idx], batch_guides)):
                 results[i] = hyps
         return results
 
-    def translate_stream(self, lines: Iterable[str]) -> Iterator[list[Hypothesis]]:
-        """Hypotheses for every line of ``lines``, in order, ``chunk_lines`` at a time."""
+    def translate_stream(
+        self, lines: Iterable[str], guides: Iterable[Guide] | None = None
+    ) -> Iterator[list[Hypothesis]]:
+        """Hypotheses for every line of ``lines``, in order, ``chunk_lines`` at a time;
+        ``guides`` (one per line, or None) are read in step with the lines."""
         chunk: list[str] = []
+        chunk_guides: list[Guide] | None = None if guides is None else []
+        guide_iter = iter(guides) if guides is not None else None
         for line in lines:
             chunk.append(line.rstrip("\n").rstrip("\r"))
+            if guide_iter is not None and chunk_guides is not None:
+                chunk_guides.append(next(guide_iter, NO_GUIDE))
             if len(chunk) >= self.chunk_lines:
-                yield from self.translate_chunk(chunk)
+                yield from self.translate_chunk(chunk, chunk_guides)
                 chunk = []
+                chunk_guides = None if guides is None else []
         if chunk:
-            yield from self.translate_chunk(chunk)
+            yield from self.translate_chunk(chunk, chunk_guides)
 
     def detok(self, hyp: Hypothesis) -> str:
         """Detokenized text, on one line whatever the model produced."""

@@ -2,7 +2,12 @@
 
 - ``POST /translate`` ``{"text": ["sentence", ...], "beam": 5, "length_penalty": 1.0,
   "attention": false}`` -> ``{"translations": ["...", ...]}`` in the same order (plus
-  ``"attention"`` for one sentence when asked and the model has attention);
+  ``"attention"`` for one sentence when asked and the model has attention). Optional:
+  ``"glossary"`` (``[[source, target], ...]`` or ``{source: target}``: the outputs use
+  the target terms of the source terms they contain), ``"prefix"`` (one target prefix
+  per sentence), ``"scores": true`` (-> ``"scores"``: ``[total, per token]`` log-probs
+  per sentence) and ``"alignments": true`` (-> ``"alignments"``: ``[[i, j], ...]`` word
+  links per sentence); glossaries, scores and alignments need the PyTorch model;
 - ``GET /health`` -> status, model, engine, queue and limits;
 - ``GET /`` -> a self-contained page (no external resources) to type and translate.
 
@@ -19,16 +24,26 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from nmt.errors import UsageError
+from nmt.inference.glossary import Glossary
 from nmt.serve.batcher import Batcher, QueueFull
 from nmt.serve.page import page_html
-from nmt.serve.service import ATTENTION, TRANSLATE, Settings, TranslationService
+from nmt.serve.service import (
+    ATTENTION,
+    GUIDED,
+    MARKUP,
+    TRANSLATE,
+    GuidedLine,
+    Settings,
+    TranslationService,
+)
 
 log = logging.getLogger("nmt.serve")
 
@@ -63,14 +78,15 @@ class TranslateRequest(BaseModel):
     beam: int | None = Field(default=None, ge=1)
     length_penalty: float | None = Field(default=None, ge=0.0, le=10.0)
     attention: bool = False
-    # PLACEHOLDER (issue 22): accepted so that the page can send them, but not applied
-    # yet. The glossary/prefix/scores/alignments and markup work replaces these fields
-    # with their implementation.
-    glossary: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = None
-    prefix: str | list[str] | None = None
+    glossary: list[list[str]] | dict[str, str] | None = None
+    prefix: list[str] | None = None
     scores: bool = False
     alignments: bool = False
-    markup: Literal["xml", "html"] | None = None
+    markup: Literal["xml", "html"] | None = None  # keep inline tags and placeholders
+
+    @property
+    def guided(self) -> bool:
+        return bool(self.glossary or self.prefix or self.scores or self.alignments)
 
 
 def create_app(service: TranslationService, limits: ServeLimits | None = None) -> FastAPI:
@@ -100,11 +116,15 @@ def create_app(service: TranslationService, limits: ServeLimits | None = None) -
     async def translate(request: Request) -> dict:
         req = parse_request(await read_body(request, limits.max_body_bytes), limits)
         settings = _settings(req, service)
-        answer: dict[str, Any] = {
-            "translations": await _queued(batcher, TRANSLATE, settings, req.text)
-        }
+        if req.guided:
+            answer = await _guided(batcher, service, settings, req)
+        elif req.markup:
+            key = (MARKUP, settings, req.markup)
+            answer = {"translations": await _queued(batcher, key, req.text)}
+        else:
+            answer = {"translations": await _queued(batcher, (TRANSLATE, settings), req.text)}
         if req.attention:
-            maps = await _queued(batcher, ATTENTION, None, req.text)
+            maps = await _queued(batcher, (ATTENTION, None), req.text)
             answer["attention"] = maps[0]
         return answer
 
@@ -120,11 +140,60 @@ def _settings(req: TranslateRequest, service: TranslationService) -> Settings:
     )
 
 
-async def _queued(batcher: Batcher, kind: str, settings: Settings | None, lines: list[str]) -> list:
+async def _guided(
+    batcher: Batcher, service: TranslationService, settings: Settings, req: TranslateRequest
+) -> dict[str, Any]:
+    """Translations with glossary and prefixes, plus the scores and alignments asked for."""
+    _check_guided(req, service)
+    glossary = _glossary(req.glossary)
+    prefixes = req.prefix or [""] * len(req.text)
+    lines = [GuidedLine(t, p, glossary) for t, p in zip(req.text, prefixes)]
+    results = await _queued(batcher, (GUIDED, settings, req.alignments), lines)
+    answer: dict[str, Any] = {"translations": [r["translation"] for r in results]}
+    if req.scores:
+        answer["scores"] = [r["scores"] for r in results]
+    if req.alignments:
+        answer["alignments"] = [r["alignment"] for r in results]
+    return answer
+
+
+def _check_guided(req: TranslateRequest, service: TranslationService) -> None:
+    if req.markup:
+        raise ApiError(
+            422, "markup: does not combine with glossary, prefix, scores or alignments yet"
+        )
+    if req.prefix is not None and len(req.prefix) != len(req.text):
+        raise ApiError(
+            422, f"prefix: {len(req.prefix)} prefixes for {len(req.text)} sentences; give one each"
+        )
+    if service.engine != "pytorch":
+        for name in ("glossary", "scores", "alignments"):
+            if getattr(req, name):
+                raise ApiError(422, f"{name}: needs the PyTorch model; this server runs an export")
+    if req.alignments and not service.has_attention:
+        raise ApiError(422, "alignments: this model has no attention to align with")
+
+
+def _glossary(terms: list[list[str]] | dict[str, str] | None) -> Glossary | None:
+    """The request's glossary; a bad entry is a 422 naming it."""
+    if not terms:
+        return None
+    pairs = list(terms.items()) if isinstance(terms, dict) else terms
+    for n, pair in enumerate(pairs):
+        if len(pair) != 2:
+            raise ApiError(422, f"glossary.{n}: expected [source, target], got {len(pair)} items")
+    try:
+        return Glossary.from_pairs([(a, b) for a, b in pairs], "glossary")
+    except UsageError as e:
+        raise ApiError(422, str(e)) from None
+
+
+async def _queued(batcher: Batcher, key: tuple, lines: list[Any]) -> list:
+    """Queue ``lines`` under ``key`` (kind of work, settings...); await their results."""
     if not lines:
         return []
     try:
-        future = batcher.submit((kind, settings), lines)
+        future = batcher.submit(key, lines)
     except QueueFull as e:
         raise ApiError(503, f"server busy: {e}; retry later") from None
     return await asyncio.wrap_future(future)

@@ -27,7 +27,7 @@ from typing import Any
 
 log = logging.getLogger("nmt.serve")
 
-Runner = Callable[[Hashable, list[str]], list[Any]]  # (key, lines) -> one result per line
+Runner = Callable[[Hashable, list[Any]], list[Any]]  # (key, lines) -> one result per line
 
 
 class QueueFull(Exception):
@@ -37,7 +37,7 @@ class QueueFull(Exception):
 @dataclass
 class Job:
     key: Hashable  # jobs with equal keys run together (kind of work and search settings)
-    lines: list[str]
+    lines: list[Any]  # sentences (or sentences with their guidance)
     future: Future = field(default_factory=Future)
 
 
@@ -68,7 +68,7 @@ class Batcher:
         self._jobs.put(_STOP)
         self._thread.join(timeout=30)
 
-    def submit(self, key: Hashable, lines: list[str]) -> Future:
+    def submit(self, key: Hashable, lines: list[Any]) -> Future:
         """Queue ``lines``; the future's result is one output per line, in order."""
         with self._lock:
             if self._waiting + len(lines) > self.max_queue:

@@ -7,12 +7,26 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from nmt.inference.alignment import align_hypotheses
 from nmt.inference.ct2 import CT2Translator
+from nmt.inference.documents import DocumentOptions, DocumentTranslator
+from nmt.inference.glossary import Glossary, constraints_for
+from nmt.inference.guide import Guide
+from nmt.inference.guided import scores
 from nmt.inference.translator import NoAttentionError, Translator
 
 log = logging.getLogger("nmt.serve")
 
-TRANSLATE, ATTENTION = "translate", "attention"
+TRANSLATE, ATTENTION, GUIDED, MARKUP = "translate", "attention", "guided", "markup"
+
+
+@dataclass(frozen=True)
+class GuidedLine:
+    """One sentence of a request with a glossary, a prefix, scores or alignments."""
+
+    text: str
+    prefix: str = ""
+    glossary: Glossary | None = None
 
 
 @dataclass(frozen=True)
@@ -44,15 +58,47 @@ class TranslationService:
             return False
         return True
 
-    def run(self, key: tuple[str, Settings], lines: list[str]) -> list[Any]:
+    def run(self, key: tuple, lines: list[Any]) -> list[Any]:
         """The batcher's runner: one result per line."""
-        kind, settings = key
+        kind, settings = key[0], key[1]
         if kind == ATTENTION:
             return [self.attention(line) for line in lines]
         self.translator.search = dataclasses.replace(
             self.defaults, beam=settings.beam, length_penalty=settings.length_penalty, nbest=1
         )
+        if kind == GUIDED:
+            return self.guided(lines, alignments=key[2])
+        if kind == MARKUP:  # inline tags and placeholders taken out and put back
+            return list(
+                DocumentTranslator(self.translator, DocumentOptions(key[2])).translate(lines)
+            )
         return self.translator.translate_lines(lines)
+
+    def guided(self, lines: list[GuidedLine], alignments: bool) -> list[dict]:
+        """Translations with their prefix and glossary constraints, as JSON-ready data:
+        ``translation``, ``scores`` [total, per token] and ``alignment`` [[i, j], ...]."""
+        tok, texts = self.translator.tok, [x.text for x in lines]
+        guides = [
+            Guide(
+                tuple(tok.encode_tgt([x.prefix])[0]) if x.prefix else (),
+                constraints_for(x.glossary, x.text, tok),
+            )
+            for x in lines
+        ]
+        hyps = [h[:1] for h in self.translator.translate_chunk(texts, guides)]
+        links = (
+            [a[0].alignment for a in align_hypotheses(self.translator, texts, hyps)]
+            if alignments
+            else [[] for _ in hyps]
+        )
+        return [
+            {
+                "translation": self.translator.detok(h[0]),
+                "scores": [round(x, 4) for x in scores(h[0])],
+                "alignment": [list(p) for p in pairs],
+            }
+            for h, pairs in zip(hyps, links)
+        ]
 
     def attention(self, line: str) -> dict | None:
         """Greedy translation of ``line`` with its attention weights, as JSON-ready data."""
