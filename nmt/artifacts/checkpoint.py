@@ -22,8 +22,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from nmt.artifacts.bounds import check_model_size, parse_aliases
 from nmt.artifacts.rundir import RunDir
-from nmt.config import Config, ConfigError, from_dict, to_dict
+from nmt.config import Config, from_dict, to_dict
 from nmt.errors import UsageError
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
@@ -133,14 +134,16 @@ def load_checkpoint(
     tensors, header = _read(path)
     try:
         cfg = from_dict(json.loads(header["config"]))
-        aliases = json.loads(header.get("aliases", "{}"))
         meta = json.loads(header.get("meta", "{}"))
         src = tensors.pop(_SRC_SPM).numpy().tobytes()
         tgt = tensors.pop(_TGT_SPM).numpy().tobytes() if _TGT_SPM in tensors else None
         tok = Tokenizer(src, tgt)
-    except (KeyError, json.JSONDecodeError, ConfigError, TokenizerError) as e:
+        aliases = parse_aliases(header.get("aliases"), tensors)
+        vocab = (tok.src_vocab_size, tok.tgt_vocab_size, tok.pad_id)
+        check_model_size(cfg.model, tensors, aliases, vocab)
+    except (KeyError, TypeError, json.JSONDecodeError, UsageError, TokenizerError) as e:
         raise CheckpointError(f"{path}: damaged checkpoint metadata ({e})") from e
-    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.pad_id)
+    model = build_model(cfg.model, *vocab)
     for name, target in aliases.items():
         tensors[name] = tensors[target]
     try:

@@ -1,0 +1,93 @@
+"""Issue 26: crafted artifacts, interrupted writes and odd inputs end in success or one
+``error:`` line with the right exit status, fast and in bounded memory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from nmt.artifacts.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nmt.cli.app import app
+from tests.conftest import tiny_config, tiny_model
+
+runner = CliRunner()
+QUICK = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def one_error_line(result, status: int = 2) -> str:
+    """The result is exit ``status`` with one ``error:`` line and no traceback."""
+    assert result.exit_code == status, (result.exit_code, result.output, result.exception)
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from nmt.tokenizer import Tokenizer
+    from tests.conftest import FIXTURES
+
+    tok = Tokenizer.load(FIXTURES / "spm.tiny", joint=True)
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    save_checkpoint(path, tiny_model("transformer", tok), tok, tiny_config("transformer"))
+    return path
+
+
+def crafted(source: Path, target: Path, edit) -> Path:
+    """``source`` with its header (a dict of parsed JSON fields) changed by ``edit``."""
+    with safe_open(str(source), framework="pt") as f:
+        header = f.metadata()
+    fields = {k: json.loads(v) if k != "format" else v for k, v in header.items()}
+    edit(fields)
+    header = {k: v if k == "format" else json.dumps(v) for k, v in fields.items()}
+    save_file(load_file(str(source)), str(target), metadata=header)
+    return target
+
+
+# --- 5: sizes read from a checkpoint are bounded by the tensors it stores ---------------------
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("encoder_layers", 1_000_000), ("d_model", 65536), ("ff_dim", 10**12), ("heads", 0)]
+    + [("max_positions", 10**9), ("decoder_layers", -1)],
+)
+def test_crafted_model_sizes_are_refused_fast(checkpoint, tmp_path, key, value) -> None:
+    def edit(h):
+        h["config"]["model"]["transformer"][key] = value
+
+    bad = crafted(checkpoint, tmp_path / "x.safetensors", edit)
+    with pytest.raises(CheckpointError, match="damaged checkpoint metadata"):
+        load_checkpoint(bad)
+    line = one_error_line(runner.invoke(app, ["translate", str(bad)], input="a b\n"))
+    assert str(bad) in line
+
+
+@QUICK
+@given(
+    key=st.sampled_from(["d_model", "heads", "ff_dim", "encoder_layers", "max_positions"]),
+    value=st.integers(-(2**40), 2**40),
+)
+def test_any_model_size_loads_or_is_refused(checkpoint, tmp_path, key, value) -> None:
+    def edit(h):
+        h["config"]["model"]["transformer"][key] = value
+
+    bad = crafted(checkpoint, tmp_path / "x.safetensors", edit)
+    with contextlib.suppress(CheckpointError):
+        load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("aliases", [{"out.weight": "no.such.tensor"}, ["a"], {"a": 1}, "x"])
+def test_bad_aliases_are_one_line_errors(checkpoint, tmp_path, aliases) -> None:
+    bad = crafted(checkpoint, tmp_path / "x.safetensors", lambda h: h.update(aliases=aliases))
+    one_error_line(runner.invoke(app, ["translate", str(bad)], input="a b\n"))
