@@ -91,3 +91,68 @@ def test_any_model_size_loads_or_is_refused(checkpoint, tmp_path, key, value) ->
 def test_bad_aliases_are_one_line_errors(checkpoint, tmp_path, aliases) -> None:
     bad = crafted(checkpoint, tmp_path / "x.safetensors", lambda h: h.update(aliases=aliases))
     one_error_line(runner.invoke(app, ["translate", str(bad)], input="a b\n"))
+
+
+# --- 6: nmt-export.json names only bounded plain files inside the export ----------------------
+
+
+@pytest.fixture(scope="module")
+def export(checkpoint, tmp_path_factory) -> Path:
+    from nmt.artifacts.ctranslate2 import export_ctranslate2
+
+    return export_ctranslate2(checkpoint, tmp_path_factory.mktemp("export") / "ct2")
+
+
+def edited_export(export: Path, folder: Path, edit) -> Path:
+    import shutil
+
+    copy = folder / "ct2"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(export, copy)
+    meta = json.loads((copy / "nmt-export.json").read_text())
+    edit(meta)
+    (copy / "nmt-export.json").write_text(json.dumps(meta))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "tokenizer",
+    [
+        {"joint": True, "src": "../outside.model"},
+        {"joint": True, "src": "/dev/zero"},
+        {"joint": True, "src": "big.model"},
+        {"joint": True, "src": 3},
+        {"joint": "yes", "src": "tokenizer.model"},
+        "x",
+    ],
+)
+def test_export_tokenizer_paths_are_confined(export, tmp_path, tokenizer) -> None:
+    (tmp_path / "outside.model").write_bytes((export / "tokenizer.model").read_bytes())
+    bad = edited_export(export, tmp_path, lambda m: m.update(tokenizer=tokenizer))
+    with open(bad / "big.model", "wb") as f:
+        f.truncate(65 << 20)  # sparse: larger than any tokenizer
+    line = one_error_line(runner.invoke(app, ["translate", str(bad)], input="a b\n"))
+    assert "export" in line or "tokenizer" in line
+
+
+def test_a_symlink_out_of_the_export_is_refused(export, tmp_path) -> None:
+    (tmp_path / "outside.model").write_bytes((export / "tokenizer.model").read_bytes())
+    bad = edited_export(export, tmp_path, lambda m: None)
+    (bad / "tokenizer.model").unlink()
+    (bad / "tokenizer.model").symlink_to(tmp_path / "outside.model")
+    assert "not a file inside" in one_error_line(runner.invoke(app, ["translate", str(bad)]))
+
+
+@QUICK
+@given(
+    key=st.sampled_from(["tokenizer", "max_positions", "config", "format"]),
+    value=st.one_of(
+        st.none(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=3)
+    )
+    | st.dictionaries(st.sampled_from(["joint", "src", "tgt"]), st.booleans() | st.text()),
+)
+def test_any_export_metadata_translates_or_is_refused(export, tmp_path, key, value) -> None:
+    bad = edited_export(export, tmp_path, lambda m: m.update({key: value}))
+    result = runner.invoke(app, ["translate", str(bad)], input="a b\n")
+    if result.exit_code != 0:
+        one_error_line(result)
