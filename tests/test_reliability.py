@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,17 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from nmt.artifacts.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nmt.artifacts.checkpoint import (
+    CheckpointError,
+    checkpoint_step,
+    load_checkpoint,
+    load_train_state,
+    save_checkpoint,
+)
+from nmt.artifacts.rundir import RunDir
 from nmt.cli.app import app
-from tests.conftest import tiny_config, tiny_model
+from nmt.training import train_from_config
+from tests.conftest import FIXTURES, REPO, tiny_config, tiny_model
 
 runner = CliRunner()
 QUICK = settings(
@@ -156,3 +166,81 @@ def test_any_export_metadata_translates_or_is_refused(export, tmp_path, key, val
     result = runner.invoke(app, ["translate", str(bad)], input="a b\n")
     if result.exit_code != 0:
         one_error_line(result)
+
+
+# --- 2, 3: the resumable pair and the run's config are committed atomically ------------------
+
+TINY = REPO / "configs" / "tiny" / "transformer.yaml"
+SETS = [
+    f"data.dir={FIXTURES}",
+    f"tokenizer.model={FIXTURES / 'spm.tiny'}",
+    "train.log_every=1",
+    "train.valid_every=1",
+    "train.valid_bleu=false",
+    "train.valid_max_sentences=4",
+    "train.keep_checkpoints=0",
+]
+
+
+def train(run: Path, steps: int, *extra: str, resume: bool = False):
+    sets = SETS + [f"train.max_steps={steps}"]
+    args = ["train", "--resume", str(run)] if resume else ["train", str(TINY), "--out", str(run)]
+    return runner.invoke(app, args + list(extra) + [a for s in sets for a in ("--set", s)])
+
+
+def pair_steps(run: Path) -> tuple[int | None, int]:
+    rd = RunDir(run)
+    return checkpoint_step(rd.last), load_train_state(rd.train_state)["trainer"]["step"]
+
+
+@pytest.fixture
+def run2(tmp_path) -> Path:
+    run = tmp_path / "run"
+    result = train(run, 2)
+    assert result.exit_code == 0, result.output
+    assert pair_steps(run) == (2, 2)
+    return run
+
+
+class Killed(BaseException):
+    """A kill at a chosen point of a checkpoint write (nothing after it runs)."""
+
+
+def test_a_kill_between_weights_and_state_leaves_one_pair(run2, monkeypatch) -> None:
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr("nmt.training.state.save_train_state", killed)
+    with pytest.raises(Killed):
+        train_from_config(None, SETS + ["train.max_steps=3"], None, resume=run2)
+    assert pair_steps(run2) == (2, 2)  # the step-3 weights did not replace the step-2 ones
+    monkeypatch.undo()
+    result = train(run2, 4, resume=True)
+    assert result.exit_code == 0, result.output
+    assert pair_steps(run2) == (4, 4) and not RunDir(run2).next_last.exists()
+
+
+def test_a_kill_after_the_state_rolls_the_weights_forward(run2, monkeypatch) -> None:
+    real = os.replace
+
+    def killed(src, dst):
+        if Path(src).name == "last.next.safetensors":
+            raise Killed
+        real(src, dst)
+
+    monkeypatch.setattr("nmt.training.state.os.replace", killed)
+    with pytest.raises(Killed):
+        train_from_config(None, SETS + ["train.max_steps=3"], None, resume=run2)
+    monkeypatch.undo()
+    assert pair_steps(run2) == (2, 3) and checkpoint_step(RunDir(run2).next_last) == 3
+    result = train(run2, 4, resume=True)
+    assert result.exit_code == 0, result.output
+    assert pair_steps(run2) == (4, 4)
+
+
+def test_a_mismatched_pair_is_refused(run2, tmp_path) -> None:
+    other = tmp_path / "other"
+    assert train(other, 3).exit_code == 0
+    shutil.copy(other / "last.safetensors", run2 / "last.safetensors")
+    line = one_error_line(train(run2, 4, resume=True))
+    assert "not one checkpoint" in line

@@ -164,6 +164,18 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step recorded in a checkpoint's metadata (read from its header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            step = json.loads((f.metadata() or {}).get("meta", "{}")).get("step")
+    except (SafetensorError, OSError, ValueError, AttributeError):
+        return None
+    return step if type(step) is int else None
+
+
 def save_train_state(path: Path, state: dict) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 

@@ -5,6 +5,7 @@
     RUN/best.safetensors        best checkpoint by validation BLEU
     RUN/last.safetensors        latest checkpoint (weights + tokenizer + config)
     RUN/last.state.pt           optimizer, schedule, RNG and data position, for --resume
+    RUN/last.next.safetensors   the next last.safetensors while its state is written
     RUN/ckpt/step_<N>.safetensors   the newest ``train.keep_checkpoints`` validated steps
     RUN/metrics.jsonl           one JSON object per log line and per validation
     RUN/train.log               the log
@@ -48,6 +49,7 @@ class RunDir:
     best = property(lambda self: self.path / "best.safetensors")
     last = property(lambda self: self.path / "last.safetensors")
     train_state = property(lambda self: self.path / "last.state.pt")
+    next_last = property(lambda self: self.path / "last.next.safetensors")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     log = property(lambda self: self.path / "train.log")
     done = property(lambda self: self.path / "done.json")
@@ -69,7 +71,7 @@ class RunDir:
 
     def is_resumable(self) -> bool:
         """Weights and training state of the last step are both there (``--resume`` works)."""
-        return self.last.is_file() and self.train_state.is_file()
+        return (self.last.is_file() or self.next_last.is_file()) and self.train_state.is_file()
 
     def is_finished(self) -> bool:
         """``nmt compare`` marked the run as trained to its end."""
@@ -82,6 +84,7 @@ class RunDir:
             self.best,
             self.last,
             self.train_state,
+            self.next_last,
             self.metrics,
             self.log,
             self.done,

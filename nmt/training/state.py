@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from torch import Tensor
 
 from nmt.artifacts.average import save_step_checkpoint
 from nmt.artifacts.checkpoint import (
+    CheckpointError,
     check_run_dir,
+    checkpoint_step,
     load_checkpoint,
     load_train_state,
     save_checkpoint,
@@ -116,12 +119,18 @@ class Checkpointer:
             save_step_checkpoint(self.run.path, model, self.tok, self.cfg, meta, keep)
 
     def save_last(self, model: Seq2Seq, opt: Optimization, state: TrainState) -> None:
-        """Rank 0 writes weights and training state, with every rank's RNG state (collective)."""
+        """Rank 0 writes weights and training state, with every rank's RNG state (collective).
+
+        The pair changes as one: the weights go to ``last.next.safetensors``, then the
+        state (the commit: it names the step), then the weights are renamed into place.
+        Killed at any moment, the directory holds a consistent pair, or a committed state
+        whose weights :meth:`restore` renames into place first (:func:`settle_last`).
+        """
         rngs = gather_objects(rng_state(self.device), self.ctx)
         if not self.ctx.is_main:
             return
         meta = {"step": state.step, "best_bleu": state.best_bleu}
-        save_checkpoint(self.run.last, model, self.tok, self.cfg, meta)
+        save_checkpoint(self.run.next_last, model, self.tok, self.cfg, meta)
         save_train_state(
             self.run.train_state,
             {
@@ -134,12 +143,14 @@ class Checkpointer:
                 "scaler": opt.scaler.state_dict(),
             },
         )
+        os.replace(self.run.next_last, self.run.last)
 
     def restore(self, model: Seq2Seq, opt: Optimization) -> TrainState:
         """Load the last checkpoint into ``model`` and ``opt``; return the saved TrainState."""
+        saved = load_train_state(self.run.train_state)
+        settle_last(self.run, saved)
         last, _, _, _ = load_checkpoint(self.run.last, self.device)
         model.load_state_dict(last.state_dict())
-        saved = load_train_state(self.run.train_state)
         opt.optimizer.load_state_dict(saved["optimizer"])
         opt.schedule.load_state_dict(saved["schedule"])
         if saved.get("scaler"):
@@ -154,6 +165,31 @@ class Checkpointer:
             state.batch_in_epoch,
         )
         return state
+
+
+def settle_last(run: RunDir, saved: dict) -> None:
+    """Make ``last.safetensors`` the weights of the step ``saved`` (the training state) is at.
+
+    A run killed while :meth:`Checkpointer.save_last` wrote left either the new weights
+    in ``last.next.safetensors`` before the state was written (dropped: the old pair
+    stands), or the new state and its weights not yet renamed (renamed now). Any other
+    disagreement is refused rather than resumed with weights and optimizer of two steps.
+    """
+    try:
+        step = saved["trainer"]["step"]
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{run.train_state} holds no training step") from e
+    if run.next_last.is_file():
+        if checkpoint_step(run.next_last) == step:
+            os.replace(run.next_last, run.last)
+        else:
+            run.next_last.unlink()
+    found = checkpoint_step(run.last)
+    if found != step:
+        raise CheckpointError(
+            f"{run.last} is at step {found} but {run.train_state} at step {step}: they "
+            "are not one checkpoint; start over with --overwrite"
+        )
 
 
 def rng_state(device: torch.device) -> dict:
