@@ -244,3 +244,33 @@ def test_a_mismatched_pair_is_refused(run2, tmp_path) -> None:
     shutil.copy(other / "last.safetensors", run2 / "last.safetensors")
     line = one_error_line(train(run2, 4, resume=True))
     assert "not one checkpoint" in line
+
+
+def test_resume_does_not_rewrite_config_and_tokenizer(run2, monkeypatch) -> None:
+    rd = RunDir(run2)
+    before = {p: p.stat().st_mtime_ns for p in (rd.config, run2 / "tokenizer.model")}
+    assert train(run2, 2, resume=True).exit_code == 0  # the same config: nothing rewritten
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    in_place = []
+    real = Path.write_text
+    monkeypatch.setattr(
+        Path, "write_text", lambda p, *a, **k: in_place.append(p) or real(p, *a, **k)
+    )
+    assert train(run2, 3, resume=True).exit_code == 0  # max_steps changed: rewritten, atomically
+    assert rd.config not in in_place and "max_steps: 3" in rd.config.read_text()
+    assert (run2 / "tokenizer.model").stat().st_mtime_ns == before[run2 / "tokenizer.model"]
+
+
+@pytest.mark.parametrize("text", ["", "  \n", "{}", "[1, 2]", "model: {"])
+def test_an_empty_or_damaged_saved_config_is_refused(run2, text) -> None:
+    RunDir(run2).config.write_text(text)
+    line = one_error_line(train(run2, 3, resume=True))
+    assert "config.yaml" in line
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(run2) -> None:
+    for p in (RunDir(run2).last, RunDir(run2).train_state):
+        p.unlink()
+    result = train(run2, 2, resume=True)
+    assert result.exit_code == 0, result.output
+    assert pair_steps(run2) == (2, 2)

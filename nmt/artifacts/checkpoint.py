@@ -54,6 +54,18 @@ def atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomically make ``path`` hold ``data``; a file that already does is not rewritten."""
+    path = Path(path)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return True
+
+
 def check_run_dir(run_dir: Path, n_params: int, copies: int) -> None:
     """Fail before training if the run directory cannot be written or the disk is too full.
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, apply_overrides, from_dict, load_config, to_dict
 from nmt.device import resolve_device
@@ -78,8 +80,12 @@ def train_from_config(
     ``--init RUN_OR_CKPT`` (fine-tune: CONFIG, or the checkpoint's own config, with the
     overrides). A new run refuses a directory that holds a run unless ``overwrite``."""
     if resume is not None:
-        cfg = load_config(RunDir(resume).config, overrides)
-        outcome = run_training(cfg, resume, resume=True)
+        cfg = resume_config(RunDir(resume), overrides)
+        if RunDir(resume).is_resumable():
+            outcome = run_training(cfg, resume, resume=True)
+        else:  # killed before its first checkpoint: nothing to continue from
+            log.warning("%s has no checkpoint yet: starting it again from step 0", resume)
+            outcome = run_training(cfg, resume, existing="overwrite")
     else:
         parent = load_warm_start(init) if init is not None else None
         if config is None and parent is not None:
@@ -91,6 +97,20 @@ def train_from_config(
     if outcome.interrupted:
         log.warning("interrupted: resume with `nmt train --resume %s`", outcome.run.path)
     return outcome
+
+
+def resume_config(run: RunDir, overrides: list[str]) -> Config:
+    """The saved config of a run to resume; an empty one (a write killed before config
+    writes were atomic) is refused, not taken for the default config."""
+    try:
+        saved = yaml.safe_load(run.config.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"{run.path} holds no run to resume ({e.strerror or e})") from e
+    except yaml.YAMLError:
+        saved = None
+    if not isinstance(saved, dict) or not saved:
+        raise UsageError(f"{run.config} is empty or damaged: start over with --overwrite")
+    return load_config(run.config, overrides)
 
 
 def run_training(

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
+import yaml
 from torch import Tensor
 
 from nmt.artifacts.average import save_step_checkpoint
@@ -29,9 +30,10 @@ from nmt.artifacts.checkpoint import (
     load_train_state,
     save_checkpoint,
     save_train_state,
+    write_if_changed,
 )
 from nmt.artifacts.rundir import RunDir
-from nmt.config import Config, save_config
+from nmt.config import Config, to_dict
 from nmt.models.base import Seq2Seq
 from nmt.tokenizer import Tokenizer
 from nmt.training.distributed import DistContext, gather_objects
@@ -105,8 +107,12 @@ class Checkpointer:
             return
         copies = 3 + self.cfg.train.keep_checkpoints  # best, last, state, kept steps
         check_run_dir(self.run.path, model.num_parameters(), copies)
-        save_config(self.cfg, self.run.config)
-        self.tok.save(self.run.tokenizer_prefix)
+        text = yaml.safe_dump(to_dict(self.cfg), sort_keys=False)  # as save_config writes it
+        write_if_changed(self.run.config, text.encode("utf-8"))
+        src, tgt = Tokenizer.paths(self.run.tokenizer_prefix, self.tok.joint)
+        write_if_changed(src, self.tok.src_proto)
+        if not self.tok.joint:
+            write_if_changed(tgt, self.tok.tgt_proto)
 
     def save_best(self, model: Seq2Seq, meta: dict) -> None:
         if self.ctx.is_main:
