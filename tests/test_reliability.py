@@ -274,3 +274,79 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(run2) -> 
     result = train(run2, 2, resume=True)
     assert result.exit_code == 0, result.output
     assert pair_steps(run2) == (2, 2)
+
+
+# --- 1: one training at a time in a run directory ---------------------------------------------
+
+
+def test_a_second_training_into_a_busy_run_dir_is_refused(tmp_path) -> None:
+    from nmt.locking import file_lock
+
+    run = tmp_path / "dual"
+    with file_lock(RunDir(run).lock):  # as the first `nmt train --out dual` holds it
+        line = one_error_line(train(run, 2, "--set", "train.seed=2"))
+        assert "in use by another training" in line
+        assert not RunDir(run).holds_run()
+    result = train(run, 1)  # the first one ended: the directory is free again
+    assert result.exit_code == 0, result.output
+
+
+# --- 8: the server takes JSON only, and drops the work of clients that hung up -----------------
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint):
+    from fastapi.testclient import TestClient
+
+    from nmt.serve.app import ServeLimits, create_app
+    from nmt.serve.server import ServeOptions, load_service
+
+    service = load_service(checkpoint, ServeOptions(beam=1, device="cpu"))
+    with TestClient(create_app(service, ServeLimits())) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "ctype", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_the_server_refuses_bodies_not_sent_as_json(server, ctype) -> None:
+    headers = {} if ctype is None else {"Content-Type": ctype}
+    response = server.post("/translate", content=b'{"text": ["Hallo"]}', headers=headers)
+    assert response.status_code == 415 and "application/json" in response.json()["error"]
+    ok = {"Content-Type": "application/json; charset=utf-8"}
+    assert server.post("/translate", content=b'{"text": ["Hallo"]}', headers=ok).status_code == 200
+
+
+def test_a_cancelled_job_is_not_translated() -> None:
+    from nmt.serve.batcher import Batcher
+
+    seen: list[str] = []
+    batcher = Batcher(lambda key, lines: seen.extend(lines) or lines, 8, 0.0, 16)
+    gone = batcher.submit("k", ["gone"])
+    kept = batcher.submit("k", ["kept"])
+    assert gone.cancel()  # the handler of a client that hung up
+    batcher.start()
+    assert kept.result(timeout=10) == ["kept"]
+    batcher.stop()
+    assert seen == ["kept"] and batcher.waiting == 0
+
+
+def test_a_disconnected_client_has_its_queued_work_dropped() -> None:
+    import asyncio
+
+    from nmt.serve.app import ApiError, _queued
+    from nmt.serve.batcher import Batcher
+
+    seen: list[str] = []
+    batcher = Batcher(lambda key, lines: seen.extend(lines) or lines, 8, 0.0, 16)
+
+    class HungUp:
+        async def is_disconnected(self) -> bool:
+            return True
+
+    with pytest.raises(ApiError):
+        asyncio.run(_queued(batcher, "translate", None, ["nobody waits"], HungUp()))
+    batcher.start()  # the worker comes to the queue only now
+    assert batcher.submit("k", ["next"]).result(timeout=10) == ["next"]
+    batcher.stop()
+    assert seen == ["next"] and batcher.waiting == 0

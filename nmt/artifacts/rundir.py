@@ -10,6 +10,7 @@
     RUN/metrics.jsonl           one JSON object per log line and per validation
     RUN/train.log               the log
     RUN/tensorboard/            TensorBoard event files mirroring metrics.jsonl
+    RUN/.lock                   held (flock) by the one process that trains here
     RUN/parent.json             ``nmt train --init``: the checkpoint the run started from
     RUN/done.json               ``nmt compare``: training finished (not interrupted)
     RUN/evaluation.json         ``nmt compare``: cached test scores and speed
@@ -58,6 +59,7 @@ class RunDir:
     step_dir = property(lambda self: self.path / "ckpt")
     tensorboard = property(lambda self: self.path / "tensorboard")
     parent = property(lambda self: self.path / "parent.json")
+    lock = property(lambda self: self.path / ".lock")  # held by the process training here
 
     def step_checkpoint(self, step: int) -> Path:
         return self.step_dir / f"step_{step}.safetensors"
