@@ -31,6 +31,7 @@ from nmt.serve.page import page_html
 from nmt.serve.service import ATTENTION, TRANSLATE, Settings, TranslationService
 
 log = logging.getLogger("nmt.serve")
+DISCONNECT_POLL_S = 0.25  # how often a waiting request checks that its client is still there
 
 
 @dataclass
@@ -90,13 +91,14 @@ def create_app(service: TranslationService, limits: ServeLimits | None = None) -
 
     @app.post("/translate")
     async def translate(request: Request) -> dict:
+        check_content_type(request)
         req = parse_request(await read_body(request, limits.max_body_bytes), limits)
         settings = _settings(req, service)
         answer: dict[str, Any] = {
-            "translations": await _queued(batcher, TRANSLATE, settings, req.text)
+            "translations": await _queued(batcher, TRANSLATE, settings, req.text, request)
         }
         if req.attention:
-            maps = await _queued(batcher, ATTENTION, None, req.text)
+            maps = await _queued(batcher, ATTENTION, None, req.text, request)
             answer["attention"] = maps[0]
         return answer
 
@@ -112,14 +114,25 @@ def _settings(req: TranslateRequest, service: TranslationService) -> Settings:
     )
 
 
-async def _queued(batcher: Batcher, kind: str, settings: Settings | None, lines: list[str]) -> list:
+async def _queued(
+    batcher: Batcher, kind: str, settings: Settings | None, lines: list[str], request: Request
+) -> list:
+    """Queue ``lines`` and wait for them; a client that hangs up meanwhile has its job
+    dropped from the queue (cancelled: the worker skips it), not translated for nobody."""
     if not lines:
         return []
     try:
-        future = batcher.submit((kind, settings), lines)
+        future = asyncio.wrap_future(batcher.submit((kind, settings), lines))
     except QueueFull as e:
         raise ApiError(503, f"server busy: {e}; retry later") from None
-    return await asyncio.wrap_future(future)
+    try:  # a cancelled handler cancels the job through the wrapped future
+        while not (await asyncio.wait({future}, timeout=DISCONNECT_POLL_S))[0]:
+            if await request.is_disconnected():
+                future.cancel()
+                raise ApiError(499, "client closed the request")
+        return future.result()
+    finally:
+        future.cancel()  # no effect once done
 
 
 def _health(service: TranslationService, batcher: Batcher, limits: ServeLimits) -> dict:
@@ -137,6 +150,14 @@ def _health(service: TranslationService, batcher: Batcher, limits: ServeLimits) 
 
 
 # --- request checking -----------------------------------------------------------------------
+
+
+def check_content_type(request: Request) -> None:
+    """Only ``application/json``: a browser sends a cross-site ``text/plain`` or form POST
+    without asking first (no CORS preflight), so any page could make the server work."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, not '{media or 'none'}'")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
