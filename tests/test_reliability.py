@@ -350,3 +350,75 @@ def test_a_disconnected_client_has_its_queued_work_dropped() -> None:
     assert batcher.submit("k", ["next"]).result(timeout=10) == ["next"]
     batcher.stop()
     assert seen == ["next"] and batcher.waiting == 0
+
+
+# --- 9: option values and odd models end in one error line, not a traceback ------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--sample", "topk:5", "--seed", "99999999999999999999"],
+        ["--sample", "topk:5", "--seed", "-1"],
+        ["--device", "tpu"],
+        ["--device", "cuda:x"],
+        ["--sample", "topk:5", "--temperature", "1e-45"],
+        ["--sample", "topk:5", "--temperature", "1e308"],
+        ["--sample", "topk:5", "--temperature", "inf"],
+        ["--sample", "topk:5", "--temperature", "nan"],
+        ["--sample", "topk:inf"],
+        ["--sample", "topk:nan"],
+        ["--sample", "topp:nan"],
+    ],
+)
+def test_bad_translate_options_are_one_line_errors(checkpoint, args) -> None:
+    one_error_line(runner.invoke(app, ["translate", str(checkpoint), *args], input="a b\n"))
+
+
+@QUICK
+@given(
+    temperature=st.floats(allow_nan=True, allow_infinity=True),
+    seed=st.integers(-(2**70), 2**70),
+)
+def test_any_temperature_and_seed_samples_or_is_refused(checkpoint, temperature, seed) -> None:
+    args = ["--sample", "topk:3", "--temperature", repr(temperature), "--seed", str(seed)]
+    result = runner.invoke(app, ["translate", str(checkpoint), *args], input="ein hund\n")
+    if result.exit_code != 0:
+        one_error_line(result)
+    else:
+        assert len(result.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize("ids", ["99999 5", "-1", "12345678901234567890"])
+def test_decoding_ids_outside_the_vocabulary_is_refused(ids) -> None:
+    model = FIXTURES / "spm.tiny.model"
+    result = runner.invoke(app, ["tokenize", "decode", "--model", str(model), "--ids"], input=ids)
+    assert "not in the vocabulary" in one_error_line(result)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n  \n\t\n"])
+def test_tokenizer_training_on_blank_text_is_a_usage_error(tmp_path, text) -> None:
+    (tmp_path / "blank.txt").write_text(text)
+    args = ["tokenize", "train", str(tmp_path / "blank.txt"), "--prefix", str(tmp_path / "x")]
+    assert "no text" in one_error_line(runner.invoke(app, args))
+
+
+def test_tokenizer_prefix_naming_a_folder_is_refused(tmp_path) -> None:
+    (tmp_path / "dir").mkdir()
+    args = ["tokenize", "train", str(FIXTURES / "train.de"), "--prefix", f"{tmp_path / 'dir'}/"]
+    assert "is a folder" in one_error_line(runner.invoke(app, args + ["--vocab-size", "50"]))
+    assert not (tmp_path / "dir.model").exists()
+
+
+def test_nan_weights_with_a_beam_still_give_one_line_per_line(checkpoint, tmp_path) -> None:
+    tensors = {k: v.clone() for k, v in load_file(str(checkpoint)).items()}
+    for t in tensors.values():
+        if t.is_floating_point():
+            t.fill_(float("nan"))
+    with safe_open(str(checkpoint), framework="pt") as f:
+        header = f.metadata()
+    save_file(tensors, str(tmp_path / "nan.safetensors"), metadata=header)
+    args = ["translate", str(tmp_path / "nan.safetensors"), "--beam", "2"]
+    result = runner.invoke(app, args, input="ein hund\nzwei\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "\n\n"

@@ -10,6 +10,7 @@ for the rows still producing it.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -217,7 +218,10 @@ def beam_search(
             break
         state = model.reorder_state(state, keep)
         prev = beams.tokens[:, :, -1].reshape(-1)  # (b*k,)
-    return [sorted(h, key=lambda h: -h.score)[:nbest] for h in beams.finished]
+    # No finite hypothesis at all (a model whose weights went NaN): an empty output, so
+    # that every input line still gets its output line.
+    empty = Hypothesis([], float("-inf"), float("-inf"))
+    return [sorted(h, key=lambda h: -h.score)[:nbest] or [empty] for h in beams.finished]
 
 
 def _top_candidates(scores: Tensor, log_probs: Tensor, beam: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -277,6 +281,10 @@ def _select_running(
 # --- sampling ------------------------------------------------------------------------------------
 
 
+# Beyond these, logits / T overflows or underflows float32 (inf, NaN probabilities).
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e3
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Draw each output token at random instead of searching for the most probable output.
@@ -295,12 +303,17 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.method not in ("topk", "topp"):
             raise UsageError(f"sampling method must be topk or topp, not '{self.method}'")
+        if not math.isfinite(self.value):
+            raise UsageError(f"the sampling value must be a finite number, got {self.value:g}")
         if self.method == "topk" and (self.value < 1 or self.value != int(self.value)):
             raise UsageError(f"topk sampling needs a whole number k >= 1, got {self.value:g}")
         if self.method == "topp" and not 0 < self.value <= 1:
             raise UsageError(f"topp sampling needs p in (0, 1], got {self.value:g}")
-        if not self.temperature > 0:
-            raise UsageError(f"the sampling temperature must be positive, got {self.temperature:g}")
+        if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:  # NaN too
+            raise UsageError(
+                f"the sampling temperature must be between {MIN_TEMPERATURE:g} and "
+                f"{MAX_TEMPERATURE:g}, got {self.temperature:g}"
+            )
 
     def truncate(self, logits: Tensor) -> Tensor:
         """Set the logits of the tokens that may not be drawn to -inf: (b, V) -> (b, V)."""
