@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (the fixtures imported from tests.test_reliability are parameters here)
 """Issue 26, continued: what one input line may cost, interrupted output files, data that
 leaves no batch, broken pipes, and what train.log holds."""
 
@@ -12,7 +13,15 @@ import time
 from pathlib import Path
 
 from nmt.textio import MAX_LINE_BYTES, iter_lines
-from tests.test_reliability import checkpoint, one_error_line, runner  # noqa: F401
+from tests.test_reliability import (  # noqa: F401 (fixtures)
+    SETS,
+    checkpoint,
+    one_error_line,
+    pair_steps,
+    run2,
+    runner,
+    train,
+)
 
 MEASURE = (
     "import atexit, resource, sys\n"
@@ -56,7 +65,7 @@ def test_a_cut_line_keeps_whole_characters(tmp_path) -> None:
     assert [len(x) for x in iter_lines(path)][1:] == [1]
 
 
-def test_translating_a_huge_line_has_bounded_memory(checkpoint, tmp_path) -> None:  # noqa: F811
+def test_translating_a_huge_line_has_bounded_memory(checkpoint, tmp_path) -> None:
     small, huge = tmp_path / "small.de", tmp_path / "huge.de"
     small.write_text("ein hund läuft\n")
     huge.write_text("ein hund läuft " * 2_000_000)  # 30 MB, no newline
@@ -68,7 +77,7 @@ def test_translating_a_huge_line_has_bounded_memory(checkpoint, tmp_path) -> Non
     assert peak_mib(result) < peak_mib(base) + 300, (peak_mib(base), peak_mib(result))
 
 
-def test_sigterm_leaves_no_part_file(checkpoint, tmp_path) -> None:  # noqa: F811
+def test_sigterm_leaves_no_part_file(checkpoint, tmp_path) -> None:
     out = tmp_path / "out.en"
     cmd = [sys.executable, "-m", "nmt", "translate", str(checkpoint), "-o", str(out)]
     cwd = Path(__file__).resolve().parents[1]
@@ -86,3 +95,53 @@ def test_sigterm_leaves_no_part_file(checkpoint, tmp_path) -> None:  # noqa: F81
         proc.kill()
         proc.wait()
     assert not out.with_name("out.en.part").exists() and not out.exists()
+
+
+# --- 4: a full disk while checkpointing -------------------------------------------------------
+
+
+def test_the_free_space_check_counts_the_embedded_tokenizer(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import pytest
+
+    from nmt.artifacts.checkpoint import CheckpointError, check_run_dir
+
+    weights_only = 4 * 1000 * (3 + 2)
+    usage = shutil.disk_usage(tmp_path)._replace(free=weights_only + 1)
+    monkeypatch.setattr("nmt.artifacts.checkpoint.shutil.disk_usage", lambda p: usage)
+    with pytest.raises(CheckpointError, match="free"):
+        check_run_dir(tmp_path, 1000, 3, tokenizer_bytes=250_000)
+
+
+def test_a_failing_state_write_is_one_line_and_keeps_the_pair(run2, monkeypatch) -> None:
+    def full(*args, **kwargs):
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr("nmt.artifacts.checkpoint.torch.save", full)
+    line = one_error_line(train(run2, 3, resume=True), status=1)
+    assert "cannot write" in line and "intact" in line
+    monkeypatch.undo()
+    assert pair_steps(run2) == (2, 2)
+    assert train(run2, 3, resume=True).exit_code == 0
+
+
+def test_a_file_size_limit_while_checkpointing_is_one_line(run2) -> None:
+    import resource
+
+    limit = 300_000  # below a checkpoint: the weights cannot be written
+
+    def ulimit_f() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = [a for s in SETS + ["train.max_steps=3"] for a in ("--set", s)]
+    cmd = [sys.executable, "-m", "nmt", "train", "--resume", str(run2), *args]
+    cwd = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=cwd, timeout=300, preexec_fn=ulimit_f
+    )
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert pair_steps(run2) == (2, 2)
+    assert train(run2, 3, resume=True).exit_code == 0

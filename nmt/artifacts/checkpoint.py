@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from nmt.artifacts.bounds import check_model_size, parse_aliases
 from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, from_dict, to_dict
-from nmt.errors import UsageError
+from nmt.errors import RuntimeFailure, UsageError
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.tokenizer import Tokenizer, TokenizerError
@@ -45,7 +45,13 @@ def atomic_write(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        write(Path(tmp))
+        try:
+            write(Path(tmp))
+        except (RuntimeError, SafetensorError) as e:  # torch.save: "basic_ios::clear"
+            raise RuntimeFailure(
+                f"cannot write {path} (disk full or file size limit?): {e}; the previous "
+                "file is intact"
+            ) from e
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -66,12 +72,13 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def check_run_dir(run_dir: Path, n_params: int, copies: int) -> None:
+def check_run_dir(run_dir: Path, n_params: int, copies: int, tokenizer_bytes: int = 0) -> None:
     """Fail before training if the run directory cannot be written or the disk is too full.
 
-    ``copies`` checkpoints of ``n_params`` fp32 weights, plus Adam's two moments for the
-    training state, must fit; a disk that fills up later still cannot corrupt a
-    checkpoint (see :func:`atomic_write`), but an early error saves the hours before it.
+    ``copies`` checkpoints of ``n_params`` fp32 weights and the tokenizer each embeds
+    (``tokenizer_bytes``), plus Adam's two moments for the training state, must fit; a
+    disk that fills up later still cannot corrupt a checkpoint (see :func:`atomic_write`),
+    but an early error saves the hours before it.
     """
     run_dir = Path(run_dir)
     try:
@@ -81,7 +88,7 @@ def check_run_dir(run_dir: Path, n_params: int, copies: int) -> None:
         probe.unlink()
     except OSError as e:
         raise CheckpointError(f"run directory {run_dir} is not writable: {e.strerror or e}") from e
-    needed = 4 * n_params * (copies + 2)
+    needed = 4 * n_params * (copies + 2) + tokenizer_bytes * copies
     free = shutil.disk_usage(run_dir).free
     if free < needed:
         raise CheckpointError(

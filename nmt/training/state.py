@@ -105,8 +105,9 @@ class Checkpointer:
         tokenizer, so that the run directory is self-contained from its first step."""
         if not self.ctx.is_main:
             return
-        copies = 3 + self.cfg.train.keep_checkpoints  # best, last, state, kept steps
-        check_run_dir(self.run.path, model.num_parameters(), copies)
+        copies = 4 + self.cfg.train.keep_checkpoints  # best, last, last.next, state, kept
+        tok_bytes = len(self.tok.src_proto) + (0 if self.tok.joint else len(self.tok.tgt_proto))
+        check_run_dir(self.run.path, model.num_parameters(), copies, tok_bytes)
         text = yaml.safe_dump(to_dict(self.cfg), sort_keys=False)  # as save_config writes it
         write_if_changed(self.run.config, text.encode("utf-8"))
         src, tgt = Tokenizer.paths(self.run.tokenizer_prefix, self.tok.joint)
