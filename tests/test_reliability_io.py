@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from nmt.cli.app import app
 from nmt.textio import MAX_LINE_BYTES, iter_lines
 from tests.test_reliability import (  # noqa: F401 (fixtures)
     SETS,
+    TINY,
     checkpoint,
     one_error_line,
     pair_steps,
@@ -145,3 +147,40 @@ def test_a_file_size_limit_while_checkpointing_is_one_line(run2) -> None:
     assert "Traceback" not in result.stderr
     assert pair_steps(run2) == (2, 2)
     assert train(run2, 3, resume=True).exit_code == 0
+
+
+# --- 11: data that leaves no batch, broken pipes, output paths --------------------------------
+
+
+def test_a_corpus_of_blank_lines_is_a_usage_error(tmp_path) -> None:
+    import shutil
+
+    from tests.conftest import FIXTURES
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("val.de", "val.en", "test.de", "test.en"):
+        shutil.copy(FIXTURES / name, data / name)
+    for name in ("train.de", "train.en"):
+        (data / name).write_text("\n  \n\n" * 50)
+    sets = [s for s in SETS if not s.startswith("data.dir=")] + [f"data.dir={data}"]
+    args = ["train", str(TINY), "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, args + [a for s in sets for a in ("--set", s)])
+    assert "no training pair is left" in one_error_line(result)
+
+
+def test_max_len_that_drops_every_pair_is_a_usage_error(tmp_path) -> None:
+    result = train(tmp_path / "run", 2, "--set", "data.max_len=1")
+    assert "no training pair is left" in one_error_line(result)
+
+
+def test_help_into_a_closed_pipe_is_quiet() -> None:
+    cwd = Path(__file__).resolve().parents[1]
+    cmd = f"{sys.executable} -m nmt --help | head -1 >/dev/null; echo ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=cwd)
+    assert done.stdout.strip() in ("0", "141") and not done.stderr, done
+
+
+def test_average_into_a_folder_says_o_must_be_a_file(run2) -> None:
+    result = runner.invoke(app, ["average", str(run2 / "last.safetensors"), "-o", str(run2)])
+    assert "must name the checkpoint file" in one_error_line(result)
