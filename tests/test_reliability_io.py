@@ -184,3 +184,34 @@ def test_help_into_a_closed_pipe_is_quiet() -> None:
 def test_average_into_a_folder_says_o_must_be_a_file(run2) -> None:
     result = runner.invoke(app, ["average", str(run2 / "last.safetensors"), "-o", str(run2)])
     assert "must name the checkpoint file" in one_error_line(result)
+
+
+# --- 12: train.log gets every line from info up; the loss window survives a resume -------------
+
+
+def test_train_log_holds_data_model_validation_and_resume_lines(run2) -> None:
+    log = (run2 / "train.log").read_text()
+    for text in ("training pairs", "model transformer", "valid step 2:", "training stopped"):
+        assert text in log, (text, log)
+    assert train(run2, 3, resume=True).exit_code == 0
+    assert "resumed at step 2" in (run2 / "train.log").read_text()
+
+
+def test_the_first_loss_after_a_resume_averages_a_whole_window(tmp_path) -> None:
+    import json
+
+    from nmt.training import train_from_config
+
+    sets = [s for s in SETS if s.split("=")[0] not in ("train.log_every", "train.valid_every")]
+    sets += ["train.log_every=3", "train.valid_every=100"]
+    train_from_config(TINY, sets + ["train.max_steps=6"], tmp_path / "straight")
+    train_from_config(TINY, sets + ["train.max_steps=4"], tmp_path / "split")  # saved at 4
+    train_from_config(None, ["train.max_steps=6"], None, resume=tmp_path / "split")
+
+    def losses(run: Path) -> dict[int, float]:
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+    straight, split = losses(tmp_path / "straight"), losses(tmp_path / "split")
+    assert sorted(split) == [3, 6]
+    assert abs(straight[6] - split[6]) <= 1e-6, (straight, split)

@@ -107,6 +107,7 @@ class Trainer:
             self.state = self.checkpoints.restore(self.model, self.opt)
         steps = total_steps(cfg, self.data.train, self.ctx.world_size)
         self.reporter = Reporter(self.run, steps, cfg.train, self.ctx.is_main, self.state.step)
+        self.reporter.resumed_window = self.state.log_window
         self.validator = Validator(self.data, self.device, self.checkpoints, self.reporter)
         self.signals = StopOnSignal()
         self.stop_reason = ""
@@ -276,6 +277,7 @@ class Trainer:
 
     def _save_last(self) -> None:
         self._settle()
+        self.state.log_window = self.reporter.window.saved()
         self.checkpoints.save_last(self.model, self.opt, self.state)
 
 

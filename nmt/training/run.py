@@ -169,8 +169,8 @@ def _train_locked(
         problem = prepare_run_dir(run, existing, init) if ctx.is_main else None
         if (problem := broadcast_object(problem, ctx)) is not None:
             raise RunDirInUse(problem)
-    trainer = Trainer(cfg, run.path, resume=resume, init=init)
-    with file_log(trainer.run.log) if ctx.is_main else contextlib.nullcontext():
+    with file_log(run.log) if ctx.is_main else contextlib.nullcontext():
+        trainer = Trainer(cfg, run.path, resume=resume, init=init)  # data, model, resume lines
         if init is not None:
             record_parent(trainer, init)
         state = trainer.train()
@@ -232,9 +232,13 @@ def file_log(path: Path) -> Iterator[None]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("nmt")
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:  # not set up by the CLI (an API caller)
+        logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
         handler.close()

@@ -54,6 +54,7 @@ class TrainState:
     elapsed: float = 0.0  # training seconds before this process
     history: list = field(default_factory=list)
     world_size: int = 1  # processes that consumed batch_in_epoch batches each
+    log_window: dict = field(default_factory=dict)  # the loss averaged since the last log line
 
 
 @dataclass
