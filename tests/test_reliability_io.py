@@ -215,3 +215,39 @@ def test_the_first_loss_after_a_resume_averages_a_whole_window(tmp_path) -> None
     straight, split = losses(tmp_path / "straight"), losses(tmp_path / "split")
     assert sorted(split) == [3, 6]
     assert abs(straight[6] - split[6]) <= 1e-6, (straight, split)
+
+
+def test_two_trainings_into_one_out_at_once(tmp_path) -> None:
+    """``nmt train ... --out dual --set train.seed=1`` and seed=2 started together: one
+    trains, the other is refused with one error line (before: both trained, interleaved)."""
+    run = tmp_path / "dual"
+    args = [a for s in SETS + ["train.max_steps=100000"] for a in ("--set", s)]
+    cmd = [sys.executable, "-m", "nmt", "train", str(TINY), "--out", str(run), *args]
+    cwd = Path(__file__).resolve().parents[1]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--set", f"train.seed={seed}"],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    try:
+        deadline = time.monotonic() + 180
+        while all(p.poll() is None for p in procs):
+            assert time.monotonic() < deadline, "neither training was refused"
+            time.sleep(0.2)
+        refused = next(p for p in procs if p.poll() is not None)
+        other = next(p for p in procs if p is not refused)
+        errors = [ln for ln in refused.stderr.read().splitlines() if ln.startswith("error:")]
+        assert refused.returncode == 2 and len(errors) == 1, errors
+        assert "in use by another training" in errors[0] or "already holds a run" in errors[0]
+        assert other.poll() is None  # the other one trains on
+        other.send_signal(signal.SIGTERM)
+        assert other.wait(timeout=120) == 143
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
