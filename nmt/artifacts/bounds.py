@@ -64,4 +64,7 @@ def check_model_size(
         raise UsageError(f"the model config cannot be built ({e})") from e
     expected = sum(p.numel() for p in shape.parameters())  # tied weights count once
     if expected != stored:
-        raise UsageError(f"the config describes {expected} parameters but the file stores {stored}")
+        raise UsageError(
+            f"weights do not fit the model in its config: it describes {expected} "
+            f"parameters, the file stores {stored}"
+        )

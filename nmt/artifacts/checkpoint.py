@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from nmt.artifacts.bounds import check_model_size, parse_aliases
@@ -129,8 +129,6 @@ def save_checkpoint(
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -185,8 +183,6 @@ def resolve_model_path(path: str | Path) -> Path:
 
 def checkpoint_step(path: Path) -> int | None:
     """The step recorded in a checkpoint's metadata (read from its header only)."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             step = json.loads((f.metadata() or {}).get("meta", "{}")).get("step")
