@@ -5,6 +5,8 @@ Kept apart from training so that translating, scoring and serving load no traini
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from nmt.config import ConfigError
@@ -14,6 +16,8 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda if available, else cpu; a CUDA device without CUDA is a config error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d{1,4})?|mps", name):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not '{name}'")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' was asked for but CUDA is not available")
     return torch.device(name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import sys
 import zlib
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from typing import BinaryIO, TextIO
 from nmt.errors import UsageError
 
 STDIO = "-"  # the path that means standard input or output
+MAX_LINE_BYTES = 1 << 20  # a longer line is cut while it is read (bounded memory)
+log = logging.getLogger("nmt.textio")
 
 
 class CorpusError(UsageError):
@@ -84,8 +87,36 @@ def _decoded(raw: BinaryIO, name: str, errors: str, advice: str, close: bool) ->
             raw.close()
 
 
+def _bounded_lines(raw: BinaryIO, name: str) -> Iterator[bytes]:
+    """The lines of ``raw`` with their newline, each cut to :data:`MAX_LINE_BYTES`.
+
+    Read in bounded pieces, so one endless line (2 GB of NUL bytes in a small .gz) costs
+    at most ``MAX_LINE_BYTES`` of memory: its first piece stands for it, with a warning.
+    """
+    warned = False
+    while line := raw.readline(MAX_LINE_BYTES):
+        if len(line) == MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := raw.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass  # skip the rest of the line, piece by piece
+            if not warned:
+                log.warning("%s: lines longer than %d MiB are cut", name, MAX_LINE_BYTES >> 20)
+                warned = True
+            line = _whole_characters(line)
+        yield line
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """``data`` without a UTF-8 character cut in two at its end."""
+    end = len(data)
+    while end > 0 and len(data) - end < 4 and data[end - 1] & 0xC0 == 0x80:
+        end -= 1  # continuation bytes
+    if end > 0 and data[end - 1] >= 0xC0:
+        return data[: end - 1]  # the lead byte of the cut character
+    return data
+
+
 def _decoded_lines(raw: BinaryIO, name: str, errors: str, advice: str) -> Iterator[str]:
-    for number, line in enumerate(raw, 1):
+    for number, line in enumerate(_bounded_lines(raw, name), 1):
         try:
             text = line.decode("utf-8", errors=errors)
         except UnicodeDecodeError:

@@ -25,6 +25,8 @@ from nmt.textio import read_lines
 from tests import trained_tiny
 from tests.conftest import FIXTURES, tiny_config
 
+JSON = {"Content-Type": "application/json"}
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
@@ -103,7 +105,7 @@ def test_a_request_with_many_sentences_keeps_their_order(client) -> None:
     ],
 )
 def test_bad_requests_get_a_json_4xx(client, body: bytes, status: int, message: str) -> None:
-    response = client.post("/translate", content=body)
+    response = client.post("/translate", content=body, headers=JSON)
     assert response.status_code == status
     assert message in response.json()["error"]
     assert client.post("/translate", json={"text": ["Hallo"]}).status_code == 200  # still up
@@ -111,10 +113,10 @@ def test_bad_requests_get_a_json_4xx(client, body: bytes, status: int, message: 
 
 def test_oversized_body_is_refused_before_parsing(client) -> None:
     huge = b'{"text": ["' + b"a" * 300_000 + b'"]}'
-    response = client.post("/translate", content=huge)
+    response = client.post("/translate", content=huge, headers=JSON)
     assert response.status_code == 413 and "exceeds" in response.json()["error"]
     chunks = (b"x" * 65_536 for _ in range(8))  # no Content-Length: counted while read
-    response = client.post("/translate", content=chunks)
+    response = client.post("/translate", content=chunks, headers=JSON)
     assert response.status_code == 413 and "exceeds" in response.json()["error"]
 
 

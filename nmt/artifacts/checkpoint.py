@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from nmt.artifacts.bounds import check_model_size, parse_aliases
 from nmt.artifacts.rundir import RunDir
-from nmt.config import Config, ConfigError, from_dict, to_dict
-from nmt.errors import UsageError
+from nmt.config import Config, from_dict, to_dict
+from nmt.errors import RuntimeFailure, UsageError
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 from nmt.tokenizer import Tokenizer, TokenizerError
@@ -44,7 +45,13 @@ def atomic_write(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        write(Path(tmp))
+        try:
+            write(Path(tmp))
+        except (RuntimeError, SafetensorError) as e:  # torch.save: "basic_ios::clear"
+            raise RuntimeFailure(
+                f"cannot write {path} (disk full or file size limit?): {e}; the previous "
+                "file is intact"
+            ) from e
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -53,12 +60,25 @@ def atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def check_run_dir(run_dir: Path, n_params: int, copies: int) -> None:
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomically make ``path`` hold ``data``; a file that already does is not rewritten."""
+    path = Path(path)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return True
+
+
+def check_run_dir(run_dir: Path, n_params: int, copies: int, tokenizer_bytes: int = 0) -> None:
     """Fail before training if the run directory cannot be written or the disk is too full.
 
-    ``copies`` checkpoints of ``n_params`` fp32 weights, plus Adam's two moments for the
-    training state, must fit; a disk that fills up later still cannot corrupt a
-    checkpoint (see :func:`atomic_write`), but an early error saves the hours before it.
+    ``copies`` checkpoints of ``n_params`` fp32 weights and the tokenizer each embeds
+    (``tokenizer_bytes``), plus Adam's two moments for the training state, must fit; a
+    disk that fills up later still cannot corrupt a checkpoint (see :func:`atomic_write`),
+    but an early error saves the hours before it.
     """
     run_dir = Path(run_dir)
     try:
@@ -68,7 +88,7 @@ def check_run_dir(run_dir: Path, n_params: int, copies: int) -> None:
         probe.unlink()
     except OSError as e:
         raise CheckpointError(f"run directory {run_dir} is not writable: {e.strerror or e}") from e
-    needed = 4 * n_params * (copies + 2)
+    needed = 4 * n_params * (copies + 2) + tokenizer_bytes * copies
     free = shutil.disk_usage(run_dir).free
     if free < needed:
         raise CheckpointError(
@@ -109,8 +129,6 @@ def save_checkpoint(
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -133,14 +151,16 @@ def load_checkpoint(
     tensors, header = _read(path)
     try:
         cfg = from_dict(json.loads(header["config"]))
-        aliases = json.loads(header.get("aliases", "{}"))
         meta = json.loads(header.get("meta", "{}"))
         src = tensors.pop(_SRC_SPM).numpy().tobytes()
         tgt = tensors.pop(_TGT_SPM).numpy().tobytes() if _TGT_SPM in tensors else None
         tok = Tokenizer(src, tgt)
-    except (KeyError, json.JSONDecodeError, ConfigError, TokenizerError) as e:
+        aliases = parse_aliases(header.get("aliases"), tensors)
+        vocab = (tok.src_vocab_size, tok.tgt_vocab_size, tok.pad_id)
+        check_model_size(cfg.model, tensors, aliases, vocab)
+    except (KeyError, TypeError, json.JSONDecodeError, UsageError, TokenizerError) as e:
         raise CheckpointError(f"{path}: damaged checkpoint metadata ({e})") from e
-    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.pad_id)
+    model = build_model(cfg.model, *vocab)
     for name, target in aliases.items():
         tensors[name] = tensors[target]
     try:
@@ -159,6 +179,16 @@ def resolve_model_path(path: str | Path) -> Path:
             return found
         raise CheckpointError(f"{path} holds no checkpoint (best.safetensors or last.safetensors)")
     return path
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step recorded in a checkpoint's metadata (read from its header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            step = json.loads((f.metadata() or {}).get("meta", "{}")).get("step")
+    except (SafetensorError, OSError, ValueError, AttributeError):
+        return None
+    return step if type(step) is int else None
 
 
 def save_train_state(path: Path, state: dict) -> None:

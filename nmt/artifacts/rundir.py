@@ -5,10 +5,12 @@
     RUN/best.safetensors        best checkpoint by validation BLEU
     RUN/last.safetensors        latest checkpoint (weights + tokenizer + config)
     RUN/last.state.pt           optimizer, schedule, RNG and data position, for --resume
+    RUN/last.next.safetensors   the next last.safetensors while its state is written
     RUN/ckpt/step_<N>.safetensors   the newest ``train.keep_checkpoints`` validated steps
     RUN/metrics.jsonl           one JSON object per log line and per validation
     RUN/train.log               the log
     RUN/tensorboard/            TensorBoard event files mirroring metrics.jsonl
+    RUN/.lock                   held (flock) by the one process that trains here
     RUN/parent.json             ``nmt train --init``: the checkpoint the run started from
     RUN/done.json               ``nmt compare``: training finished (not interrupted)
     RUN/evaluation.json         ``nmt compare``: cached test scores and speed
@@ -48,6 +50,7 @@ class RunDir:
     best = property(lambda self: self.path / "best.safetensors")
     last = property(lambda self: self.path / "last.safetensors")
     train_state = property(lambda self: self.path / "last.state.pt")
+    next_last = property(lambda self: self.path / "last.next.safetensors")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     log = property(lambda self: self.path / "train.log")
     done = property(lambda self: self.path / "done.json")
@@ -56,6 +59,7 @@ class RunDir:
     step_dir = property(lambda self: self.path / "ckpt")
     tensorboard = property(lambda self: self.path / "tensorboard")
     parent = property(lambda self: self.path / "parent.json")
+    lock = property(lambda self: self.path / ".lock")  # held by the process training here
 
     def step_checkpoint(self, step: int) -> Path:
         return self.step_dir / f"step_{step}.safetensors"
@@ -69,7 +73,7 @@ class RunDir:
 
     def is_resumable(self) -> bool:
         """Weights and training state of the last step are both there (``--resume`` works)."""
-        return self.last.is_file() and self.train_state.is_file()
+        return (self.last.is_file() or self.next_last.is_file()) and self.train_state.is_file()
 
     def is_finished(self) -> bool:
         """``nmt compare`` marked the run as trained to its end."""
@@ -82,6 +86,7 @@ class RunDir:
             self.best,
             self.last,
             self.train_state,
+            self.next_last,
             self.metrics,
             self.log,
             self.done,

@@ -86,6 +86,7 @@ def tokenize_train(
     model_type: Annotated[str, typer.Option("--type", help="bpe or unigram.")] = "bpe",
 ) -> None:
     """Train one SentencePiece model on INPUTS (one model for all of them: joint)."""
+    from nmt.textio import iter_lines
     from nmt.tokenizer import train_sentencepiece
 
     if model_type not in ("bpe", "unigram"):
@@ -93,6 +94,10 @@ def tokenize_train(
     for p in inputs:
         if not p.is_file():
             raise UsageError(f"input file {p} does not exist")
+    if not any(line.strip() for p in inputs for line in iter_lines(p)):  # stops at the first
+        raise UsageError("the input files hold no text to learn subwords from (all lines blank)")
+    if prefix.is_dir():
+        raise UsageError(f"--prefix {prefix} is a folder: give a file prefix such as {prefix}/spm")
     path = train_sentencepiece(list(inputs), prefix, vocab_size, model_type)
     typer.echo(f"wrote {path}")
 
@@ -151,4 +156,9 @@ def tokenize_decode(
                     raise UsageError(
                         f"line {number}: --ids input must hold integers: {e}"
                     ) from None
+                size = sp.get_piece_size()
+                if (bad := next((i for i in parts if not 0 <= i < size), None)) is not None:
+                    raise UsageError(
+                        f"line {number}: id {bad} is not in the vocabulary (0..{size - 1})"
+                    )
             out.write(sp.decode(parts) + "\n")

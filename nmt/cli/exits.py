@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.logging import RichHandler
 
 from nmt.errors import Interrupted, NmtError, exit_code
@@ -87,6 +88,17 @@ def _message(e: BaseException) -> str:
             "(translation)."
         )
     return str(e)
+
+
+def _rich_broken_pipe(console: Console) -> None:
+    """Rich's ``Console.on_broken_pipe`` (Typer prints ``--help`` through its own Rich
+    consoles, outside :func:`friendly_errors`): quiet, with the broken-pipe status 141
+    instead of Rich's 1."""
+    _silence_stdout()
+    raise SystemExit(EXIT_BROKEN_PIPE)
+
+
+Console.on_broken_pipe = _rich_broken_pipe  # rich documents it as the method to override
 
 
 def _silence_stdout() -> None:

@@ -78,6 +78,8 @@ def average(
 
     if is_stdio(output):
         raise UsageError("-o - (stdout) cannot take a checkpoint: give a file name")
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder: -o must name the checkpoint file to write")
 
     used = average_to_file(inputs, output, last, resolve_device(device))
     typer.echo(f"averaged {len(used)} checkpoints into {output}")

@@ -48,8 +48,8 @@ def train(
         raise UsageError(
             "--resume continues a run with its own config: drop CONFIG, --init and --overwrite"
         )
-    if resume is not None and not RunDir(resume).is_resumable():
-        raise UsageError(f"{resume} has no last.safetensors and last.state.pt to resume from")
+    if resume is not None and not RunDir(resume).config.is_file():
+        raise UsageError(f"{resume} holds no run to resume (no config.yaml)")
     overrides = (set_ or []) + ([f"train.device={device}"] if device else [])
     outcome = train_from_config(config, overrides, out, resume, init=init, overwrite=overwrite)
     if outcome.exit_code:

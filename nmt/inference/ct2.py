@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nmt.artifacts.bounds import MAX_POSITIONS
 from nmt.artifacts.ctranslate2 import EXPORT_FORMAT, META_FILE, is_exported_dir, vocabulary
 from nmt.config import ConfigError, SearchConfig, from_dict
 from nmt.data.batch import pad_sequences
@@ -44,6 +47,8 @@ log = logging.getLogger("nmt.ct2")
 # unfinished hypotheses), so sentences are searched in buckets of equal limits (16 output
 # tokens wide: test_2016_flickr lands in about 5 buckets).
 BOUND_BUCKET = 16
+MAX_META_BYTES = 1 << 20  # nmt-export.json
+MAX_TOKENIZER_BYTES = 64 << 20  # a SentencePiece model (a few MB at most)
 
 
 class ExportedModelError(UsageError):
@@ -199,34 +204,71 @@ def _prefixes(guides: list[Guide] | None, count: int) -> list[tuple[int, ...]]:
 
 
 def read_metadata(path: Path) -> dict:
-    """The ``nmt-export.json`` of an exported directory, checked for its format."""
+    """The ``nmt-export.json`` of an exported directory, checked for its format and types."""
     try:
-        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        meta = json.loads(read_inside(path, META_FILE, MAX_META_BYTES))
+    except json.JSONDecodeError as e:
         raise ExportedModelError(f"{path / META_FILE} is not readable: {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
         raise ExportedModelError(f"{path} is not an nmt CTranslate2 export ('{EXPORT_FORMAT}')")
+    files, positions = meta.get("tokenizer"), meta.get("max_positions")
+    if not (
+        isinstance(files, dict)
+        and isinstance(files.get("joint"), bool)
+        and all(
+            isinstance(files.get(k), str) for k in ("src",) + (() if files["joint"] else ("tgt",))
+        )
+        and isinstance(meta.get("config"), dict)
+        and type(positions) is int
+        and 0 < positions <= MAX_POSITIONS
+    ):
+        raise ExportedModelError(
+            f"{path}: damaged {META_FILE} (tokenizer, config or max_positions of the wrong type)"
+        )
     return meta
+
+
+def read_inside(folder: Path, name: str, limit: int) -> bytes:
+    """The bytes of the plain file ``name`` inside ``folder``, at most ``limit`` of them.
+
+    Names come from a file anyone may have written: one that leads out of the folder
+    (``../x``, an absolute path, a symbolic link), a device (``/dev/zero``) or a file larger
+    than ``limit`` is refused, so loading an export never reads anything else.
+    """
+    root = folder.resolve()
+    target = (folder / name).resolve()
+    if target.parent != root and root not in target.parents:
+        raise ExportedModelError(f"{folder}: '{name}' is not a file inside the export")
+    try:
+        with open(target, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ExportedModelError(f"{folder}: '{name}' is not a plain file")
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ExportedModelError(f"{folder}: cannot read '{name}' ({e.strerror or e})") from e
+    if len(data) > limit:
+        raise ExportedModelError(f"{folder}: '{name}' is larger than {limit >> 20} MiB")
+    return data
 
 
 def _load_tokenizer(path: Path, meta: dict) -> Tokenizer:
     files = meta["tokenizer"]
+    src = read_inside(path, files["src"], MAX_TOKENIZER_BYTES)
+    tgt = None if files["joint"] else read_inside(path, files["tgt"], MAX_TOKENIZER_BYTES)
     try:
-        src = (path / files["src"]).read_bytes()
-        tgt = None if files["joint"] else (path / files["tgt"]).read_bytes()
         return Tokenizer(src, tgt)
-    except (OSError, KeyError, TokenizerError) as e:
+    except TokenizerError as e:
         raise ExportedModelError(f"{path}: cannot load the tokenizer ({e})") from e
 
 
 def _check_vocabulary(path: Path, tok: Tokenizer) -> None:
     """CTranslate2's vocabulary must list our pieces at our ids (a mixed-up folder fails)."""
-    file = path / "shared_vocabulary.json"  # CTranslate2 writes one file when both agree
-    if not file.is_file():
-        file = path / "source_vocabulary.json"
+    name = "shared_vocabulary.json"  # CTranslate2 writes one file when both agree
+    if not (path / name).is_file():
+        name = "source_vocabulary.json"
     try:
-        stored = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        stored = json.loads(read_inside(path, name, MAX_TOKENIZER_BYTES))
+    except (UnicodeError, json.JSONDecodeError) as e:
         raise ExportedModelError(f"{path}: cannot read the vocabulary ({e})") from e
     if stored != vocabulary(tok.src):
         raise ExportedModelError(f"{path}: the vocabulary does not match the tokenizer")
@@ -298,7 +340,7 @@ def load_exported(
         raise ExportedModelError(f"{path}: CTranslate2 cannot load the model ({e})") from e
     actual = getattr(engine, "compute_type", ctype)
     log.info("CTranslate2 model %s on %s, computing in %s", path, name, actual)
-    return ExportedModel(engine, path, int(meta["max_positions"]), actual), tok, search
+    return ExportedModel(engine, path, meta["max_positions"], actual), tok, search
 
 
 def make_ct2_translator(

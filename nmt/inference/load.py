@@ -71,6 +71,8 @@ def make_translator(
     o = options or TranslateOptions()
     if o.chunk_lines < 1:
         raise UsageError(f"--chunk-lines must be at least 1, got {o.chunk_lines}")
+    if o.seed is not None and not 0 <= o.seed < 2**63:  # what a torch generator takes
+        raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {o.seed}")
     if o.sampling is not None and o.beam is not None:
         raise UsageError("--sample draws the output at random: it does not combine with --beam")
     if is_export(model_path):  # an `nmt export` directory: the search runs in CTranslate2

@@ -9,70 +9,23 @@ for the rows still producing it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from nmt.errors import UsageError
 from nmt.inference.guide import Guide, Prefixes, extended_limits
+from nmt.inference.hypothesis import (
+    Hypothesis,
+    SearchLimits,
+    attention_reported,
+    force_eos,
+    length_penalty,
+)
 from nmt.models.base import Seq2Seq, State
-
-
-@dataclass
-class Hypothesis:
-    tokens: list[int]  # output ids, EOS excluded
-    score: float  # length-normalised log-probability (the ranking score)
-    log_prob: float  # raw sum of token log-probabilities
-    attention: list[list[float]] | None = field(default=None, repr=False)  # (T, S) if kept
-
-
-@dataclass
-class SearchLimits:
-    """Token ids and the length bound ``max_len = a * source_length + b``."""
-
-    bos_id: int
-    eos_id: int
-    max_len_a: float = 1.5
-    max_len_b: int = 10
-    cap: int = 0  # hard upper bound (e.g. the model's max positions); 0 = none
-
-    def max_lengths(self, src_mask: Tensor) -> Tensor:
-        src_len = src_mask.sum(dim=1)  # (B,)
-        lengths = (self.max_len_a * src_len.float() + self.max_len_b).long().clamp(min=1)
-        return lengths.clamp(max=self.cap - 1) if self.cap > 1 else lengths
-
-
-def length_penalty(length: int, alpha: float) -> float:
-    """Wu et al. (2016), eq. 14: lp(Y) = ((5 + |Y|) / 6) ** alpha."""
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-def force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> Tensor:
-    """Rows that reached their length limit may only emit EOS. It keeps the model's
-    log-probability, so a cut output's score is still its log-probability (n-best
-    ``LogProb``, ``--scores``), as forced decoding (``nmt score``) reports it."""
-    if at_limit.any():
-        forced = torch.full_like(log_probs, float("-inf"))
-        forced[:, eos_id] = log_probs[:, eos_id]
-        log_probs = torch.where(at_limit.unsqueeze(1), forced, log_probs)  # (B, V)
-    return log_probs
-
-
-@contextlib.contextmanager
-def attention_reported(model: Seq2Seq, on: bool) -> Iterator[None]:
-    """Switch the model's attention report on for one search (see Seq2Seq.report_attention)."""
-    previous = model.keep_attention
-    if on:
-        model.report_attention(True)
-    try:
-        yield
-    finally:
-        if on:
-            model.report_attention(previous)
-
 
 Picker = Callable[[Tensor], tuple[Tensor, Tensor]]  # log-probs (b, V) -> (b,) scores, tokens
 
@@ -231,7 +184,10 @@ def beam_search(
             break
         state = model.reorder_state(state, keep)
         prev = beams.tokens[:, :, -1].reshape(-1)  # (b*k,)
-    return [sorted(h, key=lambda h: -h.score)[:nbest] for h in beams.finished]
+    # No finite hypothesis at all (a model whose weights went NaN): an empty output, so
+    # that every input line still gets its output line.
+    empty = Hypothesis([], float("-inf"), float("-inf"))
+    return [sorted(h, key=lambda h: -h.score)[:nbest] or [empty] for h in beams.finished]
 
 
 def _top_candidates(scores: Tensor, log_probs: Tensor, beam: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -291,6 +247,10 @@ def _select_running(
 # --- sampling ------------------------------------------------------------------------------------
 
 
+# Beyond these, logits / T overflows or underflows float32 (inf, NaN probabilities).
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e3
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Draw each output token at random instead of searching for the most probable output.
@@ -309,12 +269,17 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.method not in ("topk", "topp"):
             raise UsageError(f"sampling method must be topk or topp, not '{self.method}'")
+        if not math.isfinite(self.value):
+            raise UsageError(f"the sampling value must be a finite number, got {self.value:g}")
         if self.method == "topk" and (self.value < 1 or self.value != int(self.value)):
             raise UsageError(f"topk sampling needs a whole number k >= 1, got {self.value:g}")
         if self.method == "topp" and not 0 < self.value <= 1:
             raise UsageError(f"topp sampling needs p in (0, 1], got {self.value:g}")
-        if not self.temperature > 0:
-            raise UsageError(f"the sampling temperature must be positive, got {self.temperature:g}")
+        if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:  # NaN too
+            raise UsageError(
+                f"the sampling temperature must be between {MIN_TEMPERATURE:g} and "
+                f"{MAX_TEMPERATURE:g}, got {self.temperature:g}"
+            )
 
     def truncate(self, logits: Tensor) -> Tensor:
         """Set the logits of the tokens that may not be drawn to -inf: (b, V) -> (b, V)."""

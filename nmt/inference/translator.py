@@ -26,6 +26,7 @@ from nmt.models.base import Seq2Seq
 from nmt.precision import autocast
 from nmt.tokenizer import Tokenizer
 
+CHARS_PER_POSITION = 64  # generous: a subword piece is rarely longer than 20 characters
 log = logging.getLogger("nmt.inference.translator")
 
 
@@ -68,7 +69,7 @@ class Translator:
         return autocast(self.precision, self.device)
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
-        ids = self.tok.encode_src(lines)
+        ids = self.tok.encode_src(self._cut_chars(lines))
         if self.max_src_len > 0:
             if any(len(s) > self.max_src_len for s in ids) and not self._warned_long:
                 log.warning("source lines longer than %d subwords are truncated", self.max_src_len)
@@ -78,6 +79,18 @@ class Translator:
                 for s in ids
             ]
         return ids
+
+    def _cut_chars(self, lines: list[str]) -> list[str]:
+        """Lines cut to :data:`CHARS_PER_POSITION` characters per position the model has,
+        before tokenizing: what one line costs is bounded whatever its length, and only
+        text far beyond what the model reads is dropped."""
+        most = CHARS_PER_POSITION * self.max_src_len
+        if most <= 0 or all(len(line) <= most for line in lines):
+            return lines
+        if not self._warned_long:
+            log.warning("source lines longer than %d subwords are truncated", self.max_src_len)
+            self._warned_long = True
+        return [line[:most] for line in lines]
 
     def source_ids(self, lines: list[str]) -> list[list[int]]:
         """EOS-terminated source ids as the search reads them (cut to the model's limit)."""

@@ -46,6 +46,7 @@ from nmt.serve.service import (
 )
 
 log = logging.getLogger("nmt.serve")
+DISCONNECT_POLL_S = 0.25  # how often a waiting request checks that its client is still there
 
 
 @dataclass
@@ -114,17 +115,19 @@ def create_app(service: TranslationService, limits: ServeLimits | None = None) -
 
     @app.post("/translate")
     async def translate(request: Request) -> dict:
+        check_content_type(request)
         req = parse_request(await read_body(request, limits.max_body_bytes), limits)
         settings = _settings(req, service)
         if req.guided:
-            answer = await _guided(batcher, service, settings, req)
+            answer = await _guided(batcher, service, settings, req, request)
         elif req.markup:
             key = (MARKUP, settings, req.markup)
-            answer = {"translations": await _queued(batcher, key, req.text)}
+            answer = {"translations": await _queued(batcher, key, req.text, request)}
         else:
-            answer = {"translations": await _queued(batcher, (TRANSLATE, settings), req.text)}
+            key = (TRANSLATE, settings)
+            answer = {"translations": await _queued(batcher, key, req.text, request)}
         if req.attention:
-            maps = await _queued(batcher, (ATTENTION, None), req.text)
+            maps = await _queued(batcher, (ATTENTION, None), req.text, request)
             answer["attention"] = maps[0]
         return answer
 
@@ -141,14 +144,18 @@ def _settings(req: TranslateRequest, service: TranslationService) -> Settings:
 
 
 async def _guided(
-    batcher: Batcher, service: TranslationService, settings: Settings, req: TranslateRequest
+    batcher: Batcher,
+    service: TranslationService,
+    settings: Settings,
+    req: TranslateRequest,
+    request: Request,
 ) -> dict[str, Any]:
     """Translations with glossary and prefixes, plus the scores and alignments asked for."""
     _check_guided(req, service)
     glossary = _glossary(req.glossary)
     prefixes = req.prefix or [""] * len(req.text)
     lines = [GuidedLine(t, p, glossary) for t, p in zip(req.text, prefixes)]
-    results = await _queued(batcher, (GUIDED, settings, req.alignments), lines)
+    results = await _queued(batcher, (GUIDED, settings, req.alignments), lines, request)
     answer: dict[str, Any] = {"translations": [r["translation"] for r in results]}
     if req.scores:
         answer["scores"] = [r["scores"] for r in results]
@@ -188,15 +195,24 @@ def _glossary(terms: list[list[str]] | dict[str, str] | None) -> Glossary | None
         raise ApiError(422, str(e)) from None
 
 
-async def _queued(batcher: Batcher, key: tuple, lines: list[Any]) -> list:
-    """Queue ``lines`` under ``key`` (kind of work, settings...); await their results."""
+async def _queued(batcher: Batcher, key: tuple, lines: list[Any], request: Request) -> list:
+    """Queue ``lines`` under ``key`` (kind of work, settings...) and wait for them; a client
+    that hangs up meanwhile has its job dropped from the queue (cancelled: the worker skips
+    it), not translated for nobody."""
     if not lines:
         return []
     try:
-        future = batcher.submit(key, lines)
+        future = asyncio.wrap_future(batcher.submit(key, lines))
     except QueueFull as e:
         raise ApiError(503, f"server busy: {e}; retry later") from None
-    return await asyncio.wrap_future(future)
+    try:  # a cancelled handler cancels the job through the wrapped future
+        while not (await asyncio.wait({future}, timeout=DISCONNECT_POLL_S))[0]:
+            if await request.is_disconnected():
+                future.cancel()
+                raise ApiError(499, "client closed the request")
+        return future.result()
+    finally:
+        future.cancel()  # no effect once done
 
 
 def _health(service: TranslationService, batcher: Batcher, limits: ServeLimits) -> dict:
@@ -214,6 +230,14 @@ def _health(service: TranslationService, batcher: Batcher, limits: ServeLimits) 
 
 
 # --- request checking -----------------------------------------------------------------------
+
+
+def check_content_type(request: Request) -> None:
+    """Only ``application/json``: a browser sends a cross-site ``text/plain`` or form POST
+    without asking first (no CORS preflight), so any page could make the server work."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, not '{media or 'none'}'")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

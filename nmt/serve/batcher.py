@@ -116,7 +116,15 @@ class Batcher:
             self._run_group(key, group)
 
     def _run_group(self, key: Hashable, group: list[Job]) -> None:
-        """One search over the lines of every job in ``group``; results split back."""
+        """One search over the lines of every job in ``group``; results split back. Jobs
+        cancelled while queued (their client hung up) are dropped, not translated."""
+        live = [job for job in group if job.future.set_running_or_notify_cancel()]
+        dropped = sum(len(job.lines) for job in group) - sum(len(job.lines) for job in live)
+        with self._lock:
+            self._waiting -= dropped
+        group = live
+        if not group:
+            return
         lines = [line for job in group for line in job.lines]
         try:
             results = self.run(key, lines)

@@ -107,6 +107,7 @@ class Trainer:
             self.state = self.checkpoints.restore(self.model, self.opt)
         steps = total_steps(cfg, self.data.train, self.ctx.world_size)
         self.reporter = Reporter(self.run, steps, cfg.train, self.ctx.is_main, self.state.step)
+        self.reporter.resumed_window = self.state.log_window
         self.validator = Validator(self.data, self.device, self.checkpoints, self.reporter)
         self.signals = StopOnSignal()
         self.stop_reason = ""
@@ -259,13 +260,12 @@ class Trainer:
         is validated at its last step (best.safetensors may be the final weights), then
         its last checkpoints' average (``train.average_last``); an interrupted one is
         only saved, to resume quickly."""
-        history = self.state.history
         completed = self.stop_reason != "interrupted" and self.state.step > 0
-        if history and history[-1]["step"] == self.state.step:
-            pass  # validated (and saved) at this very step
-        elif completed:
+        history = self.state.history  # validated (and saved) at this very step: done
+        validated = bool(history) and history[-1]["step"] == self.state.step
+        if completed and not validated:
             self.validate()
-        else:
+        elif not validated:
             self.state.elapsed = self._seconds()
             self._save_last()
         if completed and self.cfg.train.average_last > 1:
@@ -276,6 +276,7 @@ class Trainer:
 
     def _save_last(self) -> None:
         self._settle()
+        self.state.log_window = self.reporter.window.saved()
         self.checkpoints.save_last(self.model, self.opt, self.state)
 
 

@@ -53,6 +53,17 @@ class Window:
         self.tokens += tokens
         self.updates += 1
 
+    def saved(self) -> dict:
+        """What a resumed run needs to go on averaging the same window (not its clock)."""
+        return {"loss_sum": self.loss_sum, "count": self.count, "tokens": self.tokens}
+
+    def resume(self, saved: dict) -> None:
+        """Go on with a window saved by :meth:`saved` (a resumed run's first log line
+        then averages as many updates as any other)."""
+        self.loss_sum = float(saved.get("loss_sum", 0.0))
+        self.count = int(saved.get("count", 0))
+        self.tokens = self.updates = 0  # throughput: this process's updates only
+
     def tokens_per_update(self) -> float:
         return self.tokens / max(self.updates, 1)
 
@@ -153,6 +164,7 @@ class Reporter:
         )
         self.tensorboard = use_tensorboard(t) and is_main
         self.resumed_at = resumed_at
+        self.resumed_window: dict = {}  # a resumed run's Window.saved()
         self.curves: TensorBoardCurves | None = None
 
     def __enter__(self) -> Reporter:
@@ -160,6 +172,7 @@ class Reporter:
             self.curves = TensorBoardCurves(self.run, self.resumed_at)
         self.progress.start()
         self.window.reset()
+        self.window.resume(self.resumed_window)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -195,12 +208,13 @@ class Reporter:
         if not self.is_main:
             return
         self.write(record)
-        if progress_hidden():  # nmt --quiet: metrics.jsonl and train.log only
-            return
-        mark = " [green]best[/]" if record.get("best") else ""
-        self.progress.console.print(
-            f"[cyan]valid[/] step {record['step']}: loss {record['valid_nll']:.3f}  "
-            f"ppl {record['valid_ppl']:.2f}  BLEU {record['valid_bleu']:.2f}{mark}"
+        log.info(  # the terminal (unless --quiet) and train.log
+            "valid step %d: loss %.3f  ppl %.2f  BLEU %.2f%s",
+            record["step"],
+            record["valid_nll"],
+            record["valid_ppl"],
+            record["valid_bleu"],
+            "  best" if record.get("best") else "",
         )
 
     def write(self, record: dict) -> None:

@@ -15,11 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, apply_overrides, from_dict, load_config, to_dict
 from nmt.device import resolve_device
 from nmt.errors import UsageError
-from nmt.training.distributed import broadcast_object, process_group
+from nmt.locking import Busy, file_lock
+from nmt.training.distributed import DistContext, broadcast_object, process_group
 from nmt.training.loop import Trainer
 from nmt.training.state import TrainState
 from nmt.training.stopping import interrupt_exit_code
@@ -78,8 +81,12 @@ def train_from_config(
     ``--init RUN_OR_CKPT`` (fine-tune: CONFIG, or the checkpoint's own config, with the
     overrides). A new run refuses a directory that holds a run unless ``overwrite``."""
     if resume is not None:
-        cfg = load_config(RunDir(resume).config, overrides)
-        outcome = run_training(cfg, resume, resume=True)
+        cfg = resume_config(RunDir(resume), overrides)
+        if RunDir(resume).is_resumable():
+            outcome = run_training(cfg, resume, resume=True)
+        else:  # killed before its first checkpoint: nothing to continue from
+            log.warning("%s has no checkpoint yet: starting it again from step 0", resume)
+            outcome = run_training(cfg, resume, existing="overwrite")
     else:
         parent = load_warm_start(init) if init is not None else None
         if config is None and parent is not None:
@@ -91,6 +98,20 @@ def train_from_config(
     if outcome.interrupted:
         log.warning("interrupted: resume with `nmt train --resume %s`", outcome.run.path)
     return outcome
+
+
+def resume_config(run: RunDir, overrides: list[str]) -> Config:
+    """The saved config of a run to resume; an empty one (a write killed before config
+    writes were atomic) is refused, not taken for the default config."""
+    try:
+        saved = yaml.safe_load(run.config.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"{run.path} holds no run to resume ({e.strerror or e})") from e
+    except yaml.YAMLError:
+        saved = None
+    if not isinstance(saved, dict) or not saved:
+        raise UsageError(f"{run.config} is empty or damaged: start over with --overwrite")
+    return load_config(run.config, overrides)
 
 
 def run_training(
@@ -111,30 +132,61 @@ def run_training(
             default = Path("runs") / f"{cfg.model.type}-{time.strftime('%Y%m%d-%H%M%S')}"
             run_dir = broadcast_object(default, ctx)
         run = RunDir(run_dir)
-        if init is not None:  # checked before --overwrite deletes anything
-            cfg = adopt_parent(cfg, init, run)
-        if not resume:
-            problem = prepare_run_dir(run, existing, init) if ctx.is_main else None
+        with contextlib.ExitStack() as held:
+            problem = lock_run_dir(run, held) if ctx.is_main else None
             if (problem := broadcast_object(problem, ctx)) is not None:
                 raise RunDirInUse(problem)
-        trainer = Trainer(cfg, run.path, resume=resume, init=init)
-        with file_log(trainer.run.log) if ctx.is_main else contextlib.nullcontext():
-            if init is not None:
-                record_parent(trainer, init)
-            state = trainer.train()
-        outcome = TrainOutcome(
-            state,
-            trainer.stop_reason,
-            trainer.run,
-            trainer.model.num_parameters(),
-            str(trainer.device),
-            trainer.signals.signal,
-        )
-        # DDP's reducer holds the process group: free it here, so that leaving the block
-        # really tears gloo down. Freed at interpreter exit instead, gloo's threads can
-        # abort the process ("terminate called without an active exception").
-        del trainer
-        gc.collect()
+            return _train_locked(cfg, run, resume, existing, init, ctx)
+
+
+def lock_run_dir(run: RunDir, held: contextlib.ExitStack) -> str | None:
+    """Hold the run directory's lock in ``held``; the message of a refusal, or None.
+
+    Two trainings into one directory would interleave their checkpoints and metrics:
+    the second is refused while the first runs (the lock dies with its process).
+    """
+    try:
+        unwritable = held.enter_context(file_lock(run.lock, wait=False))
+    except Busy:
+        return f"{run.path} is in use by another training: wait for it, or choose another --out"
+    if unwritable is not None:
+        return f"run directory {run.path} is not writable: {unwritable.strerror or unwritable}"
+    return None
+
+
+def _train_locked(
+    cfg: Config,
+    run: RunDir,
+    resume: bool,
+    existing: str,
+    init: WarmStart | None,
+    ctx: DistContext,
+) -> TrainOutcome:
+    """:func:`run_training` once the run directory is this process's."""
+    if init is not None:  # checked before --overwrite deletes anything
+        cfg = adopt_parent(cfg, init, run)
+    if not resume:
+        problem = prepare_run_dir(run, existing, init) if ctx.is_main else None
+        if (problem := broadcast_object(problem, ctx)) is not None:
+            raise RunDirInUse(problem)
+    with file_log(run.log) if ctx.is_main else contextlib.nullcontext():
+        trainer = Trainer(cfg, run.path, resume=resume, init=init)  # data, model, resume lines
+        if init is not None:
+            record_parent(trainer, init)
+        state = trainer.train()
+    outcome = TrainOutcome(
+        state,
+        trainer.stop_reason,
+        trainer.run,
+        trainer.model.num_parameters(),
+        str(trainer.device),
+        trainer.signals.signal,
+    )
+    # DDP's reducer holds the process group: free it here, so that leaving the block
+    # really tears gloo down. Freed at interpreter exit instead, gloo's threads can
+    # abort the process ("terminate called without an active exception").
+    del trainer
+    gc.collect()
     return outcome
 
 
@@ -180,9 +232,13 @@ def file_log(path: Path) -> Iterator[None]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("nmt")
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:  # not set up by the CLI (an API caller)
+        logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
         handler.close()

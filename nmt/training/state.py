@@ -12,23 +12,28 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
+import yaml
 from torch import Tensor
 
 from nmt.artifacts.average import save_step_checkpoint
 from nmt.artifacts.checkpoint import (
+    CheckpointError,
     check_run_dir,
+    checkpoint_step,
     load_checkpoint,
     load_train_state,
     save_checkpoint,
     save_train_state,
+    write_if_changed,
 )
 from nmt.artifacts.rundir import RunDir
-from nmt.config import Config, save_config
+from nmt.config import Config, to_dict
 from nmt.models.base import Seq2Seq
 from nmt.tokenizer import Tokenizer
 from nmt.training.distributed import DistContext, gather_objects
@@ -49,6 +54,7 @@ class TrainState:
     elapsed: float = 0.0  # training seconds before this process
     history: list = field(default_factory=list)
     world_size: int = 1  # processes that consumed batch_in_epoch batches each
+    log_window: dict = field(default_factory=dict)  # the loss averaged since the last log line
 
 
 @dataclass
@@ -100,10 +106,15 @@ class Checkpointer:
         tokenizer, so that the run directory is self-contained from its first step."""
         if not self.ctx.is_main:
             return
-        copies = 3 + self.cfg.train.keep_checkpoints  # best, last, state, kept steps
-        check_run_dir(self.run.path, model.num_parameters(), copies)
-        save_config(self.cfg, self.run.config)
-        self.tok.save(self.run.tokenizer_prefix)
+        copies = 4 + self.cfg.train.keep_checkpoints  # best, last, last.next, state, kept
+        tok_bytes = len(self.tok.src_proto) + (0 if self.tok.joint else len(self.tok.tgt_proto))
+        check_run_dir(self.run.path, model.num_parameters(), copies, tok_bytes)
+        text = yaml.safe_dump(to_dict(self.cfg), sort_keys=False)  # as save_config writes it
+        write_if_changed(self.run.config, text.encode("utf-8"))
+        src, tgt = Tokenizer.paths(self.run.tokenizer_prefix, self.tok.joint)
+        write_if_changed(src, self.tok.src_proto)
+        if not self.tok.joint:
+            write_if_changed(tgt, self.tok.tgt_proto)
 
     def save_best(self, model: Seq2Seq, meta: dict) -> None:
         if self.ctx.is_main:
@@ -116,12 +127,18 @@ class Checkpointer:
             save_step_checkpoint(self.run.path, model, self.tok, self.cfg, meta, keep)
 
     def save_last(self, model: Seq2Seq, opt: Optimization, state: TrainState) -> None:
-        """Rank 0 writes weights and training state, with every rank's RNG state (collective)."""
+        """Rank 0 writes weights and training state, with every rank's RNG state (collective).
+
+        The pair changes as one: the weights go to ``last.next.safetensors``, then the
+        state (the commit: it names the step), then the weights are renamed into place.
+        Killed at any moment, the directory holds a consistent pair, or a committed state
+        whose weights :meth:`restore` renames into place first (:func:`settle_last`).
+        """
         rngs = gather_objects(rng_state(self.device), self.ctx)
         if not self.ctx.is_main:
             return
         meta = {"step": state.step, "best_bleu": state.best_bleu}
-        save_checkpoint(self.run.last, model, self.tok, self.cfg, meta)
+        save_checkpoint(self.run.next_last, model, self.tok, self.cfg, meta)
         save_train_state(
             self.run.train_state,
             {
@@ -134,12 +151,14 @@ class Checkpointer:
                 "scaler": opt.scaler.state_dict(),
             },
         )
+        os.replace(self.run.next_last, self.run.last)
 
     def restore(self, model: Seq2Seq, opt: Optimization) -> TrainState:
         """Load the last checkpoint into ``model`` and ``opt``; return the saved TrainState."""
+        saved = load_train_state(self.run.train_state)
+        settle_last(self.run, saved)
         last, _, _, _ = load_checkpoint(self.run.last, self.device)
         model.load_state_dict(last.state_dict())
-        saved = load_train_state(self.run.train_state)
         opt.optimizer.load_state_dict(saved["optimizer"])
         opt.schedule.load_state_dict(saved["schedule"])
         if saved.get("scaler"):
@@ -154,6 +173,31 @@ class Checkpointer:
             state.batch_in_epoch,
         )
         return state
+
+
+def settle_last(run: RunDir, saved: dict) -> None:
+    """Make ``last.safetensors`` the weights of the step ``saved`` (the training state) is at.
+
+    A run killed while :meth:`Checkpointer.save_last` wrote left either the new weights
+    in ``last.next.safetensors`` before the state was written (dropped: the old pair
+    stands), or the new state and its weights not yet renamed (renamed now). Any other
+    disagreement is refused rather than resumed with weights and optimizer of two steps.
+    """
+    try:
+        step = saved["trainer"]["step"]
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{run.train_state} holds no training step") from e
+    if run.next_last.is_file():
+        if checkpoint_step(run.next_last) == step:
+            os.replace(run.next_last, run.last)
+        else:
+            run.next_last.unlink()
+    found = checkpoint_step(run.last)
+    if found != step:
+        raise CheckpointError(
+            f"{run.last} is at step {found} but {run.train_state} at step {step}: they "
+            "are not one checkpoint; start over with --overwrite"
+        )
 
 
 def rng_state(device: torch.device) -> dict:

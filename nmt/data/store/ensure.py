@@ -18,10 +18,8 @@ start together on one machine build a store once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from nmt.data.store.manifest import (
     store_key,
     write_manifest,
 )
+from nmt.locking import file_lock
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.data.store")
@@ -110,20 +109,11 @@ def _manifest_problem(
     return None
 
 
-@contextlib.contextmanager
-def store_lock(directory: Path) -> Iterator[OSError | None]:
+def store_lock(directory: Path) -> contextlib.AbstractContextManager[OSError | None]:
     """Hold ``<directory>.lock`` exclusively (other processes wait). Where it cannot be
     made (a read-only data folder), yields the error instead: a ready store can still be
     used there, but none can be built."""
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(directory.with_name(directory.name + ".lock"), "a")  # noqa: SIM115
-    except OSError as e:
-        yield e
-        return
-    with lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        yield None
+    return file_lock(directory.with_name(directory.name + ".lock"))
 
 
 def ensure_store(

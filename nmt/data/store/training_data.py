@@ -19,6 +19,7 @@ from nmt.data.readers import PairReader, read_pairs
 from nmt.data.sources import CorpusSource, is_gzip_name, resolve_split
 from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.ensure import ensure_store
+from nmt.errors import UsageError
 from nmt.tokenizer import Tokenizer, train_tokenizer
 
 log = logging.getLogger("nmt.data.store")
@@ -46,6 +47,12 @@ def with_validation(cfg: Config, tok: Tokenizer, train: StoreCorpus) -> Training
     """``train`` with the validation split: every pair encoded (validation loss), and the
     first ``train.valid_max_sentences`` as text (validation BLEU)."""
     d = cfg.data
+    if len(train) == 0:
+        raise UsageError(
+            f"no training pair is left: every pair of the '{d.train}' split is empty or "
+            f"longer than data.max_len={d.max_len} subwords (check the data or raise "
+            "data.max_len)"
+        )
     va_src, va_tgt = read_pairs(resolve_split(d, d.valid))
     valid = StoreCorpus.from_sequences(tok.encode_src(va_src), tok.encode_tgt(va_tgt))
     n = cfg.train.valid_max_sentences or len(va_src)
