@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
+import os
 import sys
 import zlib
 from collections.abc import Iterator
@@ -175,3 +176,12 @@ def open_output(path: str | Path | None) -> Iterator[TextIO]:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (the folder's entry itself)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

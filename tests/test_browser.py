@@ -100,7 +100,9 @@ def test_glossary_and_keep_markup_reach_the_api(browser, page_url) -> None:
     page.get_by_label("keep markup").check()
     page.locator("#source").fill(trained_tiny.sources()[0])
     page.locator("#translate").click()
-    expect(page.locator("#output .translation")).to_have_count(1, timeout=20_000)
+    # This page's server runs a CTranslate2 export, which refuses glossaries (they need the
+    # PyTorch model): the API's one-line answer shows that the fields arrived and were read.
+    expect(page.locator("#error")).to_contain_text("glossary", timeout=20_000)
     assert bodies[-1]["glossary"] == [["Hund", "dog"], ["Katze", "cat"]]
     assert bodies[-1]["markup"] == "html"
     page.get_by_label("Glossary").fill("kein Trenner")
@@ -116,8 +118,6 @@ def test_a_text_file_comes_back_translated_line_for_line(browser, page_url) -> N
     bodies = _translate_requests(page)
     page.goto(page_url + "/")
     expect(page.locator("#model")).to_contain_text("ctranslate2")
-    page.locator("#glossary-box summary").click()
-    page.get_by_label("Glossary").fill("Hund = dog")
     text = ("\n".join(lines) + "\n").encode()
     page.get_by_label("Choose a file").set_input_files(
         files=[{"name": "doc.txt", "mimeType": "text/plain", "buffer": text}]
@@ -131,7 +131,6 @@ def test_a_text_file_comes_back_translated_line_for_line(browser, page_url) -> N
         assert out == (references[k] if line else "")
     sent = sum(len(b["text"]) for b in bodies)
     assert sent == sum(1 for line in lines if line) and len(bodies) >= 3  # batches of 64
-    assert all(b["glossary"] == [["Hund", "dog"]] for b in bodies)
     done = len([line for line in lines if line])
     expect(page.locator("#file-status")).to_have_text(f"{done} / {done} lines translated")
 

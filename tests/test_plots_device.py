@@ -99,7 +99,7 @@ def test_cuda_without_cuda_is_a_config_error(monkeypatch: pytest.MonkeyPatch) ->
 def test_explicit_devices_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ConfigError, match="no-such-device"):
         resolve_device("no-such-device")
 
 

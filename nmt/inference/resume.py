@@ -41,7 +41,7 @@ from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.translator import Translator
 from nmt.interrupts import exit_status
 from nmt.progress import LinesPerSecond, console, progress_hidden
-from nmt.textio import count_lines, is_stdio, iter_lines
+from nmt.textio import count_lines, fsync_dir, is_stdio, iter_lines
 
 log = logging.getLogger("nmt.translate")
 
@@ -89,14 +89,6 @@ def _tail_hash(f: BinaryIO, end: int) -> str:
     return hashlib.sha256(f.read(end - start)).hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_progress(path: Path, record: dict) -> None:
     """Replace ``path`` atomically and durably (a kill leaves the old or the new record)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -105,7 +97,7 @@ def write_progress(path: Path, record: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def read_progress(path: Path) -> dict | None:
@@ -180,7 +172,7 @@ def run_resumable(
         done = _translate_chunks(translator, by_document, lines, f, part, expected, done, total)
     os.replace(part, output)
     progress_path(part).unlink(missing_ok=True)
-    _fsync_dir(output.parent)
+    fsync_dir(output.parent)
     log.info("translated %d lines", done)
 
 

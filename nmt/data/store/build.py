@@ -41,6 +41,7 @@ from nmt.data.store.encode import ChunkEncoder, EncodedChunk, encode_in_worker, 
 from nmt.data.store.manifest import STORE_FORMAT, fingerprint, write_manifest
 from nmt.errors import RuntimeFailure
 from nmt.progress import console
+from nmt.textio import fsync_dir
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.data.store")
@@ -179,7 +180,7 @@ def build_store(
         manifest = _write_store(
             tmp, directory, source, tok, max_len, identity, processes, chunk_pairs
         )
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         _swap_into_place(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -279,14 +280,6 @@ def _log_counts(source: CorpusSource, counts: Counts, max_len: int, seconds: flo
         )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _swap_into_place(tmp: Path, directory: Path) -> None:
     """Rename the finished store to ``directory``; an old store there is removed after."""
     old = None
@@ -294,7 +287,7 @@ def _swap_into_place(tmp: Path, directory: Path) -> None:
         old = directory.with_name(f".old-{directory.name}-{os.getpid()}")
         os.rename(directory, old)
     os.rename(tmp, directory)
-    _fsync_dir(directory.parent)
+    fsync_dir(directory.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
