@@ -16,12 +16,14 @@ import json
 import torch
 
 from nmt.config import ModelConfig
+from nmt.config.validate import MAXIMA
 from nmt.errors import UsageError
 from nmt.models import build_model
 
 # Positional encodings are computed, not stored: their table (positions x d_model) is
-# the one size the weights do not bound.
-MAX_POSITIONS = 1 << 16
+# the one size the weights do not bound. The config's own bound, so that every model a
+# config can describe also loads.
+MAX_POSITIONS = MAXIMA["model.transformer.max_positions"]
 
 
 def parse_aliases(text: str | None, tensors: dict[str, torch.Tensor]) -> dict[str, str]:

@@ -40,7 +40,7 @@ MAXIMA = {
     "model.transformer.heads": 256,
     "model.transformer.encoder_layers": 128,
     "model.transformer.decoder_layers": 128,
-    "model.transformer.max_positions": 1_000_000,
+    "model.transformer.max_positions": 1 << 16,  # checkpoints are loaded with the same bound
     "model.lstm.emb_dim": 16_384,
     "model.lstm.hidden": 16_384,
     "model.lstm.layers": 128,
