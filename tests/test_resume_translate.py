@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from nmt.artifacts.checkpoint import save_checkpoint
 from nmt.cli.app import app
+from nmt.inference.glossary import words_of
 from nmt.inference.load import TranslateOptions
 from nmt.inference.resume import run_resumable
 from nmt.inference.translator import Translator
@@ -65,10 +66,29 @@ def _progress_lines(progress: Path) -> int:
         return 0
 
 
-def test_kill_9_at_random_moments_then_resume_gives_the_same_bytes(model: Path, tmp_path: Path):
+PREFIXES = ["A man", "", "Two dogs", "", "The woman", "Some", ""]  # line n: PREFIXES[n % 7]
+
+
+def guidance_files(directory: Path, lines: list[str]) -> list[str]:
+    """A glossary of frequent fixture words, and a prefix file that cycles through
+    :data:`PREFIXES` (a prefix file out of step with the input by a chunk shows): the
+    flags that use them, with both columns."""
+    glossary, prefixes = directory / "terms.tsv", directory / "prefixes.en"
+    glossary.write_text("Mann\tguy\nFrau\tlady\nHund\tred dog\n", encoding="utf-8")
+    prefixes.write_text(
+        "".join(PREFIXES[n % 7] + "\n" for n in range(len(lines))), encoding="utf-8"
+    )
+    return ["--glossary", str(glossary), "--prefix", str(prefixes), "--scores", "--alignments"]
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_kill_9_at_random_moments_then_resume_gives_the_same_bytes(
+    model: Path, tmp_path: Path, guided: bool
+):
+    lines = short_lines(3000)
     src = tmp_path / "in.de"
-    src.write_text("\n".join(short_lines(3000)) + "\n", encoding="utf-8")
-    flags = ["--chunk-lines", "100"]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = ["--chunk-lines", "100"] + (guidance_files(tmp_path, lines) if guided else [])
     reference = tmp_path / "reference.en"
     subprocess.run(_cmd(model, src, reference) + flags, env=_env(), check=True, cwd=REPO)
     out = tmp_path / "out.en"
@@ -96,6 +116,12 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_bytes(model: Path, 
     subprocess.run(_cmd(model, src, out) + flags + ["--resume"], env=_env(), check=True, cwd=REPO)
     assert out.read_bytes() == reference.read_bytes()
     assert not progress.exists() and not (tmp_path / "out.en.part").exists()
+    if guided:  # the columns are there, and each prefix started its own line's output
+        rows = [row.split("\t") for row in out.read_text(encoding="utf-8").splitlines()]
+        assert len(rows) == len(lines) and all(len(row) == 4 for row in rows)
+        for n, (line, row) in enumerate(zip(lines, rows)):
+            assert row[0].startswith(PREFIXES[n % 7]) if line else row[0] == ""
+            assert "guy" in words_of(row[0]) or "Mann" not in words_of(line)
 
 
 def _interrupt_after(monkeypatch, chunks: int) -> None:
@@ -147,17 +173,50 @@ def test_interrupted_says_how_to_continue_and_refuses_another_input(
     assert out.read_bytes() == (tmp_path / "plain.en").read_bytes()
 
 
-@pytest.mark.parametrize("gz", [False, True])
-def test_nbest_lists_and_gzip_input_resume_identically(
-    model: Path, tmp_path: Path, monkeypatch, gz: bool
+def test_guided_markup_and_split_lines_resume_identically(
+    model: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    """n-best lines number the input lines of the whole file, across the resumption."""
-    text = ("\n".join(short_lines(30, seed=3)) + "\n").encode()
+    """Glossary, prefixes and both columns over markup and split sentences: an
+    interrupted run continues to the bytes of an uninterrupted one; another glossary is
+    another translation, refused."""
+    lines = short_lines(40, seed=4)
+    lines = [f"<b>{x}</b>. {x} <br/>" if x and n % 2 else x for n, x in enumerate(lines)]
+    src, out = tmp_path / "in.de", tmp_path / "out.en"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["translate", str(model), "-i", str(src), "--chunk-lines", "6", "--markup", "xml"]
+    args += ["--split-sentences", "on", *guidance_files(tmp_path, lines)]
+    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain.en")])
+    assert plain.exit_code == 0, plain.output
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 2)
+        stopped = CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
+    assert stopped.exit_code == 130 and "holds 12 of 40" in stopped.output
+    glossary = tmp_path / "terms.tsv"
+    terms = glossary.read_text(encoding="utf-8")
+    glossary.write_text(terms + "Junge\tboy\n", encoding="utf-8")
+    refused = CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
+    assert refused.exit_code == 2 and "started with different options" in refused.output
+    glossary.write_text(terms, encoding="utf-8")
+    resumed = CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert out.read_bytes() == (tmp_path / "plain.en").read_bytes()
+    rows = [row.split("\t") for row in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 40 and all(len(row) == 4 for row in rows)
+
+
+@pytest.mark.parametrize("gz, guided", [(False, False), (True, False), (False, True)])
+def test_nbest_lists_and_gzip_input_resume_identically(
+    model: Path, tmp_path: Path, monkeypatch, gz: bool, guided: bool
+) -> None:
+    """n-best lines number the input lines of the whole file, across the resumption (and
+    with guidance, take the prefixes of their own lines)."""
+    lines = short_lines(30, seed=3)
+    text = ("\n".join(lines) + "\n").encode()
     src = tmp_path / ("in.de.gz" if gz else "in.de")
     src.write_bytes(gzip.compress(text) if gz else text)
     out = tmp_path / "out.en"
     args = ["translate", str(model), "-i", str(src), "--beam", "2", "--nbest", "2"]
-    args += ["--chunk-lines", "4"]
+    args += ["--chunk-lines", "4"] + (guidance_files(tmp_path, lines) if guided else [])
     plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain.en")])
     assert plain.exit_code == 0, plain.output
     with monkeypatch.context() as m:
@@ -168,6 +227,10 @@ def test_nbest_lists_and_gzip_input_resume_identically(
     assert resumed.exit_code == 0, resumed.output
     assert out.read_bytes() == (tmp_path / "plain.en").read_bytes()
     assert out.read_text(encoding="utf-8").splitlines()[-1].startswith("29 ||| ")
+    if guided:
+        for entry in out.read_text(encoding="utf-8").splitlines():
+            n, text, *_ = entry.split(" ||| ")
+            assert text.startswith(PREFIXES[int(n) % 7]) if lines[int(n)] else text == ""
 
 
 def test_without_resume_a_leftover_part_is_overwritten(model: Path, tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ class EchoTranslator:
         self.tok, self.max_src_len, self.chunk_lines, self.src_lang = tok, limit, 5, "de"
         self.model, self.seen = None, []
 
-    def translate_chunk(self, lines: list[str]) -> list[list[Hypothesis]]:
+    def translate_chunk(self, lines: list[str], guides=None) -> list[list[Hypothesis]]:
         self.seen += lines
         return [
             [Hypothesis([len(self.seen) - len(lines) + i], 0.0, 0.0)] for i in range(len(lines))

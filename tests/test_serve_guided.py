@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from nmt.artifacts.checkpoint import save_checkpoint
 from nmt.artifacts.ctranslate2 import export_ctranslate2
+from nmt.inference.markup import parse
 from nmt.serve.app import create_app
 from nmt.serve.server import ServeOptions, load_service
 from tests import trained_tiny
@@ -120,7 +121,34 @@ def test_markup_is_kept_by_the_api(client) -> None:
     assert root.find("a").get("href") == "x?a=1&b=2"
 
 
-def test_markup_does_not_combine_with_guidance_yet(client) -> None:
-    body = {"text": ["<b>Hund</b>"], "markup": "xml", "scores": True}
+def test_glossary_prefix_scores_and_alignments_compose_with_markup(client) -> None:
+    """Terms match the text without its tags and come back with the tags around them;
+    alignments link the plain words of the source and of the translation."""
+    import xml.etree.ElementTree as ET
+
+    source = trained_tiny.sources()[0].split()  # Zwei junge weiße Männer ...
+    line = " ".join([f"<b>{source[0]}</b>", *source[1:3], f"<i>{source[3]}</i>", *source[4:]])
+    body = {
+        "text": [line, "Ein <b>Holz</b> {x}", ""],
+        "markup": "xml",
+        "glossary": {"Männer": "guys", "Holz": "timber"},
+        "prefix": ["", "Some", ""],
+        "scores": True,
+        "alignments": True,
+    }
     response = client.post("/translate", json=body)
-    assert response.status_code == 422 and "markup" in response.text
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    first, second, empty = answer["translations"]
+    assert empty == "" and answer["alignments"][2] == [] and answer["scores"][2] == [0, 0]
+    root = ET.fromstring(f"<r>{first}</r>")  # well-formed, with the source's tags
+    assert sorted(e.tag for e in root.iter() if e.tag != "r") == ["b", "i"]
+    assert "guys" in parse(first, "xml").plain.split()
+    plain = parse(second, "xml").plain.split()  # tags may wrap the prefix's words too
+    assert plain[0] == "Some" and "timber" in plain and "{x}" in second
+    for text, source_line, (total, mean), links in zip(
+        answer["translations"][:2], body["text"][:2], answer["scores"], answer["alignments"]
+    ):
+        assert total <= mean <= 0
+        assert [j for _, j in links] == list(range(len(parse(text, "xml").plain.split())))
+        assert all(0 <= i < len(parse(source_line, "xml").plain.split()) for i, _ in links)

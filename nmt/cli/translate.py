@@ -120,11 +120,7 @@ def translate(
     if resume:
         if attention_plot is not None:
             raise UsageError("--attention-plot translates one sentence: drop --resume")
-        if guide.active:
-            raise UsageError(
-                "--resume does not combine with --glossary, --prefix, --scores or --alignments yet"
-            )
-        return resumable.run_resumable(model, input, output, options, errors, documents)
+        return resumable.run_resumable(model, input, output, options, errors, documents, guide)
     with resumable.resume_hint(output):
         files.run_translate(model, input, output, options, errors, attention_plot, documents, guide)
 

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from rich.progress import (
     BarColumn,
@@ -24,7 +24,13 @@ from rich.progress import (
 
 from nmt.errors import UsageError
 from nmt.inference.documents import DocumentOptions, DocumentTranslator
-from nmt.inference.guided import Guidance, GuideOptions, nbest_line, write_guided
+from nmt.inference.guided import (
+    Guidance,
+    GuidedNbest,
+    GuideOptions,
+    check_options,
+    nbest_line,
+)
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.metrics import check_aligned, score
 from nmt.inference.translator import Translator
@@ -44,27 +50,49 @@ log = logging.getLogger("nmt.translate")
 BAD_UTF8_ADVICE = "use --errors replace to translate it anyway"
 
 
+class LineLayer(Protocol):
+    """What turns input lines into output lines around the search: the document layer
+    (markup, long lines, guidance; :class:`DocumentTranslator`) or guided n-best lists
+    (:class:`GuidedNbest`)."""
+
+    def translate(self, lines: Iterable[str], first: int = 0) -> Iterator[str]: ...
+
+
 def output_lines(
     translator: Translator,
-    by_document: DocumentTranslator | None,
+    layer: LineLayer | None,
     lines: Iterable[str],
     first: int = 0,
 ) -> Iterator[str]:
     """The output of each input line, as ``nmt translate`` writes it (n-best: its lines
     joined by newlines, numbered from ``first``): the one place that decides it, for whole
-    files and for the chunks of a resumable run alike."""
-    if by_document is not None:
-        return by_document.translate(lines)
+    files and for the chunks of a resumable run alike. ``first``: the number of the first
+    of ``lines`` in the whole input (n-best indices, prefix lines)."""
+    if layer is not None:
+        return layer.translate(lines, first)
     hyps = translator.translate_stream(lines)
     return _hyp_lines(translator, hyps, translator.search.nbest, first)
 
 
-def document_translator(
-    translator: Translator, documents: DocumentOptions, nbest: int
-) -> DocumentTranslator | None:
-    """The markup and long-line layer over ``translator``, when ``documents`` asks for it."""
+def line_layer(
+    translator: Translator,
+    documents: DocumentOptions,
+    nbest: int,
+    guide: GuideOptions | None = None,
+    guidance: Guidance | None = None,
+) -> LineLayer | None:
+    """The layer over ``translator`` that ``documents`` and ``guide`` ask for (None: plain
+    translation). ``guidance``: the glossary and prefixes of ``guide``, read beforehand."""
     documents.check(nbest)
-    return DocumentTranslator(translator, documents) if documents.active(nbest) else None
+    guide = guide or GuideOptions()
+    if guide.active:
+        check_options(guide, translator)
+    guidance = guidance or Guidance()
+    if nbest > 1:
+        return GuidedNbest(translator, guide, guidance) if guide.active else None
+    if guide.active or documents.active(nbest):
+        return DocumentTranslator(translator, documents, guide=guide, guidance=guidance)
+    return None
 
 
 def _hyp_lines(
@@ -97,39 +125,21 @@ def run_translate(
         raise UsageError(f"--errors must be strict or replace, not '{errors}'")
     documents = documents or DocumentOptions()
     documents.check(options.nbest)
-    guided = guide is not None and guide.active
-    if guided:
-        check_guided(documents)
-    guidance = Guidance.read(guide, input) if guided else None  # bad files fail fast
+    guide = guide or GuideOptions()
+    guidance = Guidance.read(guide, input)  # bad glossary or prefix files fail fast
     lines = iter_lines(input, errors, BAD_UTF8_ADVICE)
     translator = make_translator(model, options)
     if attention_plot is not None:
         return _translate_with_attention(translator, lines, output, attention_plot)
-    if guided:
-        with open_output(output) as out:
-            count = write_guided(
-                translator, _with_progress(lines, input), out, guide, input, guidance
-            )
-        log.info("translated %d lines", count)
-        return None
-    by_document = document_translator(translator, documents, options.nbest)
-    if is_stdio(input) and sys.stdin.isatty():
-        return _interactive(translator, by_document)
+    layer = line_layer(translator, documents, options.nbest, guide, guidance)
+    if is_stdio(input) and sys.stdin.isatty() and not guide.active:
+        return _interactive(translator, layer)
     log.info("translating %s", display_name(input))
     with open_output(output) as out:
-        written = output_lines(translator, by_document, _with_progress(lines, input))
+        written = output_lines(translator, layer, _with_progress(lines, input))
         count = _write_lines(written, out)
+        guidance.check_count(count)
     log.info("translated %d lines", count)
-
-
-def check_guided(documents: DocumentOptions) -> None:
-    """Guided translation (glossary, prefix, scores, alignments) runs line by line on the
-    search: it does not yet go through the markup and sentence-splitting layer."""
-    if documents.markup != "off" or documents.split_sentences == "on":
-        raise UsageError(
-            "--glossary, --prefix, --scores and --alignments do not combine with --markup or "
-            "--split-sentences on yet: translate in two runs"
-        )
 
 
 def _write_lines(outputs: Iterable[str], out: TextIO) -> int:
@@ -183,7 +193,7 @@ def _with_progress(lines: Iterator[str], path: Path | None) -> Iterator[str]:
             progress.advance(task)
 
 
-def _interactive(translator: Translator, by_document: DocumentTranslator | None) -> None:
+def _interactive(translator: Translator, layer: LineLayer | None) -> None:
     console.print("[bold]nmt[/] interactive translation; empty line or Ctrl-D to quit")
     while True:
         try:
@@ -192,8 +202,8 @@ def _interactive(translator: Translator, by_document: DocumentTranslator | None)
             return
         if not line.strip():
             return
-        if by_document is not None:
-            print(next(by_document.translate([line])), flush=True)
+        if layer is not None:
+            print(next(layer.translate([line])), flush=True)
             continue
         for h in translator.translate_chunk([line])[0]:
             print(translator.detok(h), flush=True)

@@ -7,7 +7,8 @@ is replaced atomically; it records
 
 - ``lines``: input lines translated and safely written,
 - ``bytes``: the size of ``OUT.part`` at that point, and a hash of its last bytes,
-- fingerprints of the input (size, hash of its first MiB) and of the model and options.
+- fingerprints of the input (size, hash of its first MiB) and of the model and options
+  (the glossary and prefix files' contents among them).
 
 A new run with ``--resume`` truncates ``OUT.part`` to ``bytes`` (dropping a torn last
 write), skips ``lines`` input lines and goes on. It resumes only at chunk boundaries, so
@@ -35,8 +36,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from nmt.artifacts.checkpoint import resolve_model_path
 from nmt.errors import Interrupted, UsageError
 from nmt.inference.ct2 import is_export
-from nmt.inference.documents import DocumentOptions, DocumentTranslator
-from nmt.inference.files import BAD_UTF8_ADVICE, document_translator, output_lines
+from nmt.inference.documents import DocumentOptions
+from nmt.inference.files import BAD_UTF8_ADVICE, LineLayer, line_layer, output_lines
+from nmt.inference.guided import Guidance, GuideOptions
 from nmt.inference.load import TranslateOptions, make_translator
 from nmt.inference.translator import Translator
 from nmt.interrupts import exit_status
@@ -79,8 +81,28 @@ def model_fingerprint(models: Path | list[Path]) -> list[dict]:
     return found
 
 
-def options_fingerprint(options: TranslateOptions, errors: str) -> dict:
-    return {**dataclasses.asdict(options), "errors": errors}
+def options_fingerprint(
+    options: TranslateOptions,
+    errors: str,
+    documents: DocumentOptions | None = None,
+    guide: GuideOptions | None = None,
+) -> dict:
+    """Everything besides the input and the model that decides the output's bytes: the
+    search, markup and splitting, the columns, and the glossary and prefix files' contents
+    (a resumed run with other prefixes would mix two translations)."""
+    guide = guide or GuideOptions()
+    files = {
+        name: file_fingerprint(path) if path is not None else None
+        for name, path in (("glossary", guide.glossary), ("prefix", guide.prefix))
+    }
+    return {
+        **dataclasses.asdict(options),
+        "errors": errors,
+        **dataclasses.asdict(documents or DocumentOptions()),
+        **files,
+        "scores": guide.scores,
+        "alignments": guide.alignments,
+    }
 
 
 def _tail_hash(f: BinaryIO, end: int) -> str:
@@ -141,9 +163,12 @@ def run_resumable(
     options: TranslateOptions,
     errors: str = "strict",
     documents: DocumentOptions | None = None,
+    guide: GuideOptions | None = None,
 ) -> None:
     """Translate ``input`` to ``output`` so that an interrupted run can be continued;
-    ``documents`` (markup, long lines) as for :func:`nmt.inference.files.run_translate`."""
+    ``documents`` (markup, long lines) and ``guide`` (glossary, prefixes, columns) as for
+    :func:`nmt.inference.files.run_translate`. Each chunk's prefixes are those of its own
+    input lines, so a resumed run stays in step with the prefix file."""
     if is_stdio(input) or is_stdio(output):
         raise UsageError("--resume needs files: give -i INPUT and -o OUTPUT (not stdin/stdout)")
     if options.sampling is not None:
@@ -157,11 +182,12 @@ def run_resumable(
     expected = {
         "input": file_fingerprint(input),
         "model": model_fingerprint(model),
-        "options": options_fingerprint(options, errors),
+        "options": options_fingerprint(options, errors, documents, guide),
     }
     done, size = resume_point(part, read_progress(progress_path(part)), expected)
+    guidance = Guidance.read(guide or GuideOptions(), input)  # bad files fail fast
     translator = make_translator(model, options)
-    by_document = document_translator(translator, documents or DocumentOptions(), options.nbest)
+    layer = line_layer(translator, documents or DocumentOptions(), options.nbest, guide, guidance)
     total = None if input.suffix == ".gz" else count_lines(input)  # gzip: not counted
     if done:
         log.info("resuming %s at line %d", part, done + 1)
@@ -169,7 +195,7 @@ def run_resumable(
     with open(part, "r+b" if part.exists() else "w+b") as f:
         f.truncate(size)
         f.seek(size)
-        done = _translate_chunks(translator, by_document, lines, f, part, expected, done, total)
+        done = _translate_chunks(translator, layer, lines, f, part, expected, done, total)
     os.replace(part, output)
     progress_path(part).unlink(missing_ok=True)
     fsync_dir(output.parent)
@@ -194,7 +220,7 @@ def resume_hint(output: Path | None) -> Iterator[None]:
 
 def _translate_chunks(
     translator: Translator,
-    by_document: DocumentTranslator | None,
+    layer: LineLayer | None,
     lines: Iterator[str],
     f: BinaryIO,
     part: Path,
@@ -206,7 +232,7 @@ def _translate_chunks(
     try:
         with _progress(total, done) as advance:
             while chunk := list(itertools.islice(lines, translator.chunk_lines)):
-                f.write(_chunk_text(translator, by_document, chunk, done).encode("utf-8"))
+                f.write(_chunk_text(translator, layer, chunk, done).encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
                 done += len(chunk)
@@ -226,11 +252,11 @@ def _translate_chunks(
 
 
 def _chunk_text(
-    translator: Translator, by_document: DocumentTranslator | None, chunk: list[str], first: int
+    translator: Translator, layer: LineLayer | None, chunk: list[str], first: int
 ) -> str:
     """The output lines of ``chunk`` (input lines ``first``... of the file), exactly as
     ``nmt translate`` writes them."""
-    return "".join(f"{text}\n" for text in output_lines(translator, by_document, chunk, first))
+    return "".join(f"{text}\n" for text in output_lines(translator, layer, chunk, first))
 
 
 class _progress:

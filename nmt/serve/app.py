@@ -7,7 +7,9 @@
   the target terms of the source terms they contain), ``"prefix"`` (one target prefix
   per sentence), ``"scores": true`` (-> ``"scores"``: ``[total, per token]`` log-probs
   per sentence) and ``"alignments": true`` (-> ``"alignments"``: ``[[i, j], ...]`` word
-  links per sentence); glossaries, scores and alignments need the PyTorch model;
+  links per sentence); glossaries, scores and alignments need the PyTorch model. They
+  combine with ``"markup": "xml" | "html"`` (inline tags and placeholders kept): terms
+  match the text without its markup, alignments link its plain words;
 - ``GET /health`` -> status, model, engine, queue and limits;
 - ``GET /`` -> a self-contained page (no external resources) to type and translate.
 
@@ -150,12 +152,14 @@ async def _guided(
     req: TranslateRequest,
     request: Request,
 ) -> dict[str, Any]:
-    """Translations with glossary and prefixes, plus the scores and alignments asked for."""
+    """Translations with glossary and prefixes, plus the scores and alignments asked for
+    (with the request's markup, if any, taken out and put back)."""
     _check_guided(req, service)
     glossary = _glossary(req.glossary)
     prefixes = req.prefix or [""] * len(req.text)
     lines = [GuidedLine(t, p, glossary) for t, p in zip(req.text, prefixes)]
-    results = await _queued(batcher, (GUIDED, settings, req.alignments), lines, request)
+    key = (GUIDED, settings, req.alignments, req.markup or "off")
+    results = await _queued(batcher, key, lines, request)
     answer: dict[str, Any] = {"translations": [r["translation"] for r in results]}
     if req.scores:
         answer["scores"] = [r["scores"] for r in results]
@@ -165,10 +169,6 @@ async def _guided(
 
 
 def _check_guided(req: TranslateRequest, service: TranslationService) -> None:
-    if req.markup:
-        raise ApiError(
-            422, "markup: does not combine with glossary, prefix, scores or alignments yet"
-        )
     if req.prefix is not None and len(req.prefix) != len(req.text):
         raise ApiError(
             422, f"prefix: {len(req.prefix)} prefixes for {len(req.text)} sentences; give one each"

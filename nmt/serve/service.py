@@ -7,26 +7,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from nmt.inference.alignment import align_hypotheses
 from nmt.inference.ct2 import CT2Translator
 from nmt.inference.documents import DocumentOptions, DocumentTranslator
-from nmt.inference.glossary import Glossary, constraints_for
-from nmt.inference.guide import Guide
-from nmt.inference.guided import scores
+from nmt.inference.guided import GuidedLine, GuideOptions
 from nmt.inference.translator import NoAttentionError, Translator
 
 log = logging.getLogger("nmt.serve")
 
 TRANSLATE, ATTENTION, GUIDED, MARKUP = "translate", "attention", "guided", "markup"
-
-
-@dataclass(frozen=True)
-class GuidedLine:
-    """One sentence of a request with a glossary, a prefix, scores or alignments."""
-
-    text: str
-    prefix: str = ""
-    glossary: Glossary | None = None
 
 
 @dataclass(frozen=True)
@@ -67,37 +55,27 @@ class TranslationService:
             self.defaults, beam=settings.beam, length_penalty=settings.length_penalty, nbest=1
         )
         if kind == GUIDED:
-            return self.guided(lines, alignments=key[2])
+            return self.guided(lines, alignments=key[2], markup=key[3])
         if kind == MARKUP:  # inline tags and placeholders taken out and put back
             return list(
                 DocumentTranslator(self.translator, DocumentOptions(key[2])).translate(lines)
             )
         return self.translator.translate_lines(lines)
 
-    def guided(self, lines: list[GuidedLine], alignments: bool) -> list[dict]:
-        """Translations with their prefix and glossary constraints, as JSON-ready data:
-        ``translation``, ``scores`` [total, per token] and ``alignment`` [[i, j], ...]."""
-        tok, texts = self.translator.tok, [x.text for x in lines]
-        guides = [
-            Guide(
-                tuple(tok.encode_tgt([x.prefix])[0]) if x.prefix else (),
-                constraints_for(x.glossary, x.text, tok),
-            )
-            for x in lines
-        ]
-        hyps = [h[:1] for h in self.translator.translate_chunk(texts, guides)]
-        links = (
-            [a[0].alignment for a in align_hypotheses(self.translator, texts, hyps)]
-            if alignments
-            else [[] for _ in hyps]
-        )
+    def guided(self, lines: list[GuidedLine], alignments: bool, markup: str = "off") -> list[dict]:
+        """Translations with their prefix and glossary constraints, through the document
+        layer as on the command line (``markup``: off, xml or html; long sentences split),
+        as JSON-ready data: ``translation``, ``scores`` [total, per token] and
+        ``alignment`` [[i, j], ...] (over the plain words when there is markup)."""
+        guide = GuideOptions(alignments=alignments)
+        documents = DocumentTranslator(self.translator, DocumentOptions(markup), guide=guide)
         return [
             {
-                "translation": self.translator.detok(h[0]),
-                "scores": [round(x, 4) for x in scores(h[0])],
-                "alignment": [list(p) for p in pairs],
+                "translation": r.text,
+                "scores": [round(x, 4) for x in r.scores],
+                "alignment": [list(p) for p in r.alignment],
             }
-            for h, pairs in zip(hyps, links)
+            for r in documents.results(lines)
         ]
 
     def attention(self, line: str) -> dict | None:
