@@ -338,7 +338,10 @@ def test_gzip_and_tsv_inputs_give_the_same_store(data_dir: Path, tok: Tokenizer)
     assert resolve_split(tsv_cfg.data, "val").is_tsv  # auto: no plain pair, a .tsv.gz
     assert rows(store_of(tsv_cfg, tok)) == plain
     data = load_training_data(tsv_cfg, tok)
-    assert data.valid_src[0] == (data_dir / "val.de").read_text(encoding="utf-8").split("\n")[0]
+    assert (
+        data.valid_text[0].src[0]
+        == (data_dir / "val.de").read_text(encoding="utf-8").split("\n")[0]
+    )
 
 
 def test_plain_files_win_over_a_tsv_beside_them(data_dir: Path) -> None:
@@ -482,7 +485,7 @@ def test_percentiles_match_numpy() -> None:
 
 def test_a_dying_encoding_process_is_an_error_not_a_hang(data_dir: Path, tok: Tokenizer) -> None:
     class Broken:  # a tokenizer whose model the worker processes cannot load
-        src_proto, tgt_proto, joint = b"not a model", None, True
+        src_proto, tgt_proto, joint, target = b"not a model", None, True, None
 
     reader = PairReader(resolve_split(config_for(data_dir).data, "train"), chunk_pairs=50)
     with pytest.raises(build.BuildFailure, match="encoding process"):

@@ -56,8 +56,7 @@ def data_prepare(
     from nmt.config import load_config
     from nmt.data.store.stats import format_stats, prepare
 
-    stats = prepare(load_config(config, set_ or []), rebuild)
-    typer.echo(format_stats({"train": stats}))
+    typer.echo(format_stats(prepare(load_config(config, set_ or []), rebuild)))
 
 
 @data_app.command("stats")

@@ -145,6 +145,10 @@ def serve(
     ] = 5.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     quantize: Annotated[str, typer.Option(help="none, or int8.")] = "none",
+    tgt_lang: Annotated[
+        str | None,
+        typer.Option(help="Default target language of a multilingual model (else per request)."),
+    ] = None,
 ) -> None:
     """Serve translations over HTTP: POST /translate, GET /health, and a web page at /."""
     # Idle OpenMP threads must sleep, not spin: between batches the HTTP event loop needs
@@ -152,5 +156,5 @@ def serve(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from nmt.serve.server import ServeOptions, run_server
 
-    opts = ServeOptions(host, port, beam, batch_size, max_wait_ms, device, quantize)
+    opts = ServeOptions(host, port, beam, batch_size, max_wait_ms, device, quantize, tgt_lang)
     run_server(model, opts)

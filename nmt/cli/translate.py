@@ -30,6 +30,10 @@ Quantize = Annotated[
     str, typer.Option(help="none, or int8 (dynamic quantization for CPU inference).")
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")]
+TgtLang = Annotated[
+    str | None,
+    typer.Option(help="Target language: required by a multilingual model (e.g. fr)."),
+]
 
 
 @translate_app.command()
@@ -93,6 +97,7 @@ def translate(
     alignments: Annotated[
         bool, typer.Option(help="Append TAB and Pharaoh word alignments (i-j) from attention.")
     ] = False,
+    tgt_lang: TgtLang = None,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in order.
 
@@ -113,7 +118,7 @@ def translate(
         raise UsageError("--seed applies to sampling: give --sample too")
     options = TranslateOptions(
         beam, nbest, length_penalty, batch_size, precision, device, quantize, sampling, seed,
-        chunk_lines,
+        chunk_lines, tgt_lang,
     )  # fmt: skip
     documents = DocumentOptions(markup, split_sentences)
     guide = GuideOptions(glossary, prefix, scores, alignments)
@@ -143,6 +148,17 @@ def evaluate(
     precision: Precision = "fp32",
     quantize: Quantize = "none",
     device: Device = "auto",
+    tgt_lang: Annotated[
+        str | None,
+        typer.Option(help="Target language (a multilingual MODEL's; --hyp: of the text)."),
+    ] = None,
+    tokenize: Annotated[
+        str,
+        typer.Option(
+            help="BLEU's tokenization: 13a, intl, char, none (sacreBLEU), or moses-lc "
+            "(paper-comparable: lowercased, Moses-tokenized, hyphens split)."
+        ),
+    ] = "13a",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Score hypotheses with sacreBLEU (BLEU, lowercased BLEU, chrF, TER, signatures)."""
@@ -152,9 +168,9 @@ def evaluate(
 
     options = TranslateOptions(
         beam=beam, length_penalty=length_penalty, batch_size=batch_size,
-        precision=precision, device=device, quantization=quantize,
+        precision=precision, device=device, quantization=quantize, tgt_lang=tgt_lang,
     )  # fmt: skip
-    scores = evaluate_files(model or [], hyp, ref, src, options)
+    scores = evaluate_files(model or [], hyp, ref, src, options, tokenize)
     typer.echo(json.dumps(scores, indent=2) if as_json else format_scores(scores))
 
 
@@ -182,6 +198,7 @@ def score_pairs(
     precision: Precision = "fp32",
     quantize: Quantize = "none",
     device: Device = "auto",
+    tgt_lang: TgtLang = None,
 ) -> None:
     """Forced decoding: how probable each target is given its source, one line per pair.
 
@@ -189,20 +206,14 @@ def score_pairs(
     its mean per token, tab-separated. Reads --src and --tgt, or source<TAB>target lines
     from -i or stdin. For reranking n-best lists and filtering corpora.
     """
+    from nmt.inference.load import TranslateOptions
     from nmt.inference.scoring import run_score
 
-    run_score(
-        model,
-        src,
-        tgt,
-        input,
-        output,
-        per_token=per_token,
-        batch_size=batch_size,
-        precision=precision,
-        quantization=quantize,
-        device=device,
-    )
+    options = TranslateOptions(
+        batch_size=batch_size, precision=precision, device=device, quantization=quantize,
+        tgt_lang=tgt_lang,
+    )  # fmt: skip
+    run_score(model, src, tgt, input, output, options, per_token)
 
 
 # --- compare -------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def _run_result(spec: RunSpec, done: dict, sets: TestSets, out: Path) -> dict:
         "backbone": spec.cfg.model.type,
         "config": str(spec.config),
         "run_dir": str(spec.run_dir),
-        "languages": f"{d.src_lang}-{d.tgt_lang}",
+        "languages": ", ".join(d.directions) if d.directions else f"{d.src_lang}-{d.tgt_lang}",
         "length_penalty": spec.cfg.search.length_penalty,
         **training_summary(spec, done),
         **evaluate_run(spec, sets),

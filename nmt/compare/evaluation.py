@@ -3,7 +3,9 @@
 Test BLEU is sacreBLEU (cased, 13a, detokenized) of beam-5 output with the config's
 length penalty, from the best checkpoint by validation BLEU: test sets are never used
 for model selection. Scores are cached in ``RUN/evaluation.json`` until the checkpoint
-or the search settings change.
+or the search settings change. A multilingual run is scored on every test set of every
+direction it was trained on (``<set>.<direction>``, e.g. ``test_2016_flickr.fr-en``);
+every entry names its ``test_set`` and ``direction``, a bilingual run's too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dataclasses
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,9 +25,10 @@ from nmt.artifacts.checkpoint import resolve_model_path
 from nmt.compare.runs import RunSpec, write_json
 from nmt.config import Config, ConfigError, to_dict
 from nmt.device import describe_device
-from nmt.inference.load import TranslateOptions, make_translator
+from nmt.inference.load import TranslateOptions, open_translator
 from nmt.inference.metrics import score
 from nmt.inference.translator import NoAttentionError, Translator
+from nmt.languages import config_directions
 from nmt.textio import read_lines
 
 log = logging.getLogger("nmt.compare")
@@ -47,11 +51,27 @@ SCORE_KEYS = (
     "ter",
     "ter_signature",
 )
-TestSets = dict[str, tuple[Path, Path]]  # {set: (source file, reference file)}
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """One test set of one direction: its two files."""
+
+    name: str  # test_2016_flickr
+    direction: str  # de-en
+    src: Path
+    ref: Path
+
+    @property
+    def tgt_lang(self) -> str:
+        return self.direction.split("-")[1]
+
+
+TestSets = dict[str, TestSet]  # {set (multilingual: <set>.<direction>): its files}
 
 
 def find_test_sets(cfg: Config, wanted: list[str] | None = None) -> TestSets:
-    """The test sets present in ``data.dir``.
+    """The test sets present in ``data.dir``, for each direction of the config.
 
     Default: the config's ``data.test``, then every Multi30k test set. Missing sets are
     skipped with a warning; finding none at all is an error.
@@ -59,27 +79,34 @@ def find_test_sets(cfg: Config, wanted: list[str] | None = None) -> TestSets:
     d = cfg.data
     names = list(dict.fromkeys(wanted or [d.test, *MULTI30K_TEST_SETS]))
     found = {}
-    for name in names:
-        src, ref = Path(d.dir) / f"{name}.{d.src_lang}", Path(d.dir) / f"{name}.{d.tgt_lang}"
-        if src.is_file() and ref.is_file():
-            found[name] = (src, ref)
-        else:
-            log.warning("test set %s is not in %s: skipped", name, d.dir)
+    for direction in config_directions(d):
+        for name in names:
+            src = Path(d.dir) / f"{name}.{direction.src}"
+            ref = Path(d.dir) / f"{name}.{direction.tgt}"
+            key = f"{name}.{direction.name}" if d.directions else name
+            if src.is_file() and ref.is_file():
+                found[key] = TestSet(name, direction.name, src, ref)
+            else:
+                log.warning("test set %s (%s) is not in %s: skipped", name, direction.name, d.dir)
     if not found:
         raise ConfigError(f"no test set found in {d.dir} (looked for {', '.join(names)})")
     return found
 
 
 def load_translator(checkpoint: Path, cfg: Config) -> Translator:
-    """Beam-5 translator (fp32) over a checkpoint, with the search settings of ``cfg``."""
+    """Beam-5 translator (fp32) over a checkpoint, with the search settings of ``cfg``;
+    :meth:`~nmt.inference.translator.Translator.for_target` picks each test set's target."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     search = dataclasses.replace(cfg.search, beam=BEAM, nbest=1)
-    return make_translator(checkpoint, TranslateOptions(device=cfg.train.device), search)
+    return open_translator(checkpoint, TranslateOptions(device=cfg.train.device), search)
 
 
-def score_test_set(translator: Translator, src: Path, ref: Path, hyp_path: Path) -> dict:
-    """Translate ``src`` (timed), write the output to ``hyp_path``, score it against ``ref``."""
+def score_test_set(translator: Translator, test: TestSet, hyp_path: Path) -> dict:
+    """Translate the set's source (timed) into its target language, write the output to
+    ``hyp_path``, score it against the reference."""
+    src, ref = test.src, test.ref
+    translator = translator.for_target(test.tgt_lang)
     sources, refs = read_lines(src), read_lines(ref)
     if len(sources) != len(refs):
         raise ConfigError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
@@ -94,9 +121,10 @@ def score_test_set(translator: Translator, src: Path, ref: Path, hyp_path: Path)
     return result
 
 
-def measure_speed(translator: Translator, src: Path, name: str, beam_seconds: float) -> dict:
+def measure_speed(translator: Translator, test: TestSet, name: str, beam_seconds: float) -> dict:
     """Sentences/s of greedy search (timed here) and of beam search (timed when scoring)."""
-    sources = read_lines(src)
+    sources = read_lines(test.src)
+    translator = translator.for_target(test.tgt_lang)
     greedy = dataclasses.replace(translator, search=dataclasses.replace(translator.search, beam=1))
     start = time.perf_counter()
     greedy.translate_lines(sources)
@@ -121,19 +149,22 @@ def evaluate_run(spec: RunSpec, sets: TestSets) -> dict:
     todo = [name for name in sets if name not in cache["test"]]
     if todo or cache.get("speed", {}).get("test_set") != primary:
         translator = load_translator(checkpoint, spec.cfg)
-        translator.translate_lines(read_lines(sets[primary][0])[:16])  # warm-up, not timed
+        first = sets[primary]
+        warm = translator.for_target(first.tgt_lang)
+        warm.translate_lines(read_lines(first.src)[:16])  # warm-up, not timed
         for name in todo:
             log.info("%s: translating %s (beam %d)", spec.name, name, BEAM)
-            hyp_path = run.test_dir / f"{name}.beam{BEAM}.{spec.cfg.data.tgt_lang}"
-            cache["test"][name] = score_test_set(translator, *sets[name], hyp_path)
+            hyp_path = run.test_dir / f"{name}.beam{BEAM}.{sets[name].tgt_lang}"
+            cache["test"][name] = score_test_set(translator, sets[name], hyp_path)
         seconds = cache["test"][primary]["seconds"]
-        cache["speed"] = measure_speed(translator, sets[primary][0], primary, seconds)
+        cache["speed"] = measure_speed(translator, first, primary, seconds)
         write_json(run.evaluation, cache)
     else:
         log.info("%s: reusing the test scores in %s", spec.name, run.evaluation)
     test = {name: dict(cache["test"][name]) for name in sets}
-    for scores in test.values():  # cached as a name: run dirs can be moved
+    for name, scores in test.items():  # cached as a name: run dirs can be moved
         scores["hyp_file"] = str(run.test_dir / scores["hyp_file"])
+        scores.update(test_set=sets[name].name, direction=sets[name].direction)
     return {"checkpoint": checkpoint.name, "test": test, "speed": cache["speed"]}
 
 
@@ -169,10 +200,11 @@ def pick_sentence(lines: list[str]) -> int:
 
 def attention_plot(spec: RunSpec, sets: TestSets, out: Path) -> dict | None:
     """Heatmap of one test sentence for a backbone with attention; None for the others."""
-    name, (src, _) = next(iter(sets.items()))
-    lines = read_lines(src)
+    name, test = next(iter(sets.items()))
+    lines = read_lines(test.src)
     index = pick_sentence(lines)
     translator = load_translator(resolve_model_path(spec.run_dir), spec.cfg)
+    translator = translator.for_target(test.tgt_lang)
     try:
         amap = translator.attention(lines[index])
     except NoAttentionError as e:

@@ -127,6 +127,35 @@ def _md_all_sets(runs: list[dict]) -> list[str]:
     return ["## All test sets", "", *_md_table(header, rows), ""]
 
 
+def _direction_of(run: dict, test: dict) -> str:
+    """A test entry's direction (results written before entries named theirs: the run's)."""
+    return test.get("direction") or run["languages"]
+
+
+def _md_directions(runs: list[dict]) -> list[str]:
+    """Direction x system: every direction any run was tested on, one column per run
+    (bilingual and multilingual runs side by side). Only when there are several."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for r in runs:
+        for key, t in r["test"].items():
+            row = (_direction_of(r, t), t.get("test_set", key))
+            cells.setdefault(row, {})[r["name"]] = f"{_fmt(t['bleu'])} / {_fmt(t['chrf'])}"
+    if len({direction for direction, _ in cells}) < 2:
+        return []
+    names = [r["name"] for r in runs]
+    rows = [
+        [d, name, *(found.get(n, "–") for n in names)] for (d, name), found in sorted(cells.items())
+    ]
+    return [
+        "## By direction",
+        "",
+        "Test BLEU / chrF of every run on every direction it translates (signatures above).",
+        "",
+        *_md_table(["direction", "test set", *names], rows),
+        "",
+    ]
+
+
 def _md_plots(results: dict) -> list[str]:
     lines = [
         "## Plots",
@@ -169,5 +198,6 @@ def _md_runs(runs: list[dict]) -> list[str]:
 def render_markdown(results: dict) -> str:
     """The report: main table, signatures, every test set, plots, run details."""
     runs = results["runs"]
-    lines = _md_main(results) + _md_all_sets(runs) + _md_plots(results) + _md_runs(runs)
+    lines = _md_main(results) + _md_directions(runs) + _md_all_sets(runs)
+    lines += _md_plots(results) + _md_runs(runs)
     return "\n".join(lines)

@@ -27,6 +27,12 @@ class DataConfig:
     #   source<TAB>target lines; auto: tsv where the split names a .tsv(.gz) file, else plain
     store_dir: str = ""  # binary data store of the training split; "" = <dir>/nmt-store
     workers: int = 0  # processes encoding the store; 0 = one per core
+    # Multilingual: one model for several directions (Johnson et al. 2017). Each direction
+    # src-tgt reads <split>.<src> and <split>.<tgt> (src_lang and tgt_lang are then not
+    # used); the source gets the target's tag (<2fr>), a piece of the joint tokenizer.
+    directions: tuple[str, ...] = ()  # e.g. [de-en, en-de, fr-en, en-fr]; [] = bilingual
+    sampling_temperature: float = 1.0  # direction d is drawn with p_d ~ n_d^(1/T) (n_d: its
+    #   pairs; Arivazhagan et al. 2019): 1 = in proportion to its size, larger = more uniform
 
 
 @dataclass
@@ -34,9 +40,11 @@ class TokenizerConfig:
     """SentencePiece subwords (Kudo and Richardson 2018)."""
 
     model: str = ""  # model file prefix; "" = <data.dir>/spm.<src>-<tgt>.<type><vocab>.<joint|sep>
+    #   (multilingual: spm.<languages>.to-<targets>.<type><vocab>.joint)
     type: str = "bpe"  # bpe | unigram
-    vocab_size: int = 8000  # subword vocabulary size (joint: shared by both languages)
-    joint: bool = True  # one vocabulary for both languages (needed by tie_embeddings)
+    vocab_size: int = 8000  # subword vocabulary size (joint: shared by all languages)
+    joint: bool = True  # one vocabulary for all languages (needed by tie_embeddings and
+    #   by data.directions); multilingual: trained on each language's training text once
     character_coverage: float = 1.0  # share of the characters the vocabulary covers
     # Subword regularization (Kudo 2018; BPE-dropout, Provilkov et al. 2020): > 0 re-samples
     # the segmentation of the training pairs every epoch (validation and test never).
@@ -125,8 +133,9 @@ class TrainConfig:
     max_bad_steps: int = 10  # stop after this many consecutive NaN/inf losses
     valid_every: int = 500  # updates between validations
     valid_bleu: bool = True  # greedy BLEU on the validation set at each validation
-    valid_max_sentences: int = 0  # validate on the first N sentences; 0 = the whole set
+    valid_max_sentences: int = 0  # BLEU on the first N sentences (of each direction); 0 = all
     patience: int = 0  # early stopping: validations without BLEU gain; 0 = off
+    #   (multilingual: BLEU is the mean over the directions, which also selects the best)
     log_every: int = 50  # updates between log lines
     tensorboard: str = "auto"  # TensorBoard event files in RUN_DIR/tensorboard: auto | true | false
 
@@ -157,7 +166,12 @@ class Config:
             return self.tokenizer.model
         t, d = self.tokenizer, self.data
         kind = "joint" if t.joint else "sep"
-        return str(Path(d.dir) / f"spm.{d.src_lang}-{d.tgt_lang}.{t.type}{t.vocab_size}.{kind}")
+        langs = f"{d.src_lang}-{d.tgt_lang}"
+        if d.directions:  # the languages trained on, and the tags (target languages)
+            pairs = [name.split("-") for name in d.directions]
+            targets = "-".join(sorted({tgt for _, tgt in pairs}))
+            langs = "-".join(sorted({lang for pair in pairs for lang in pair})) + f".to-{targets}"
+        return str(Path(d.dir) / f"spm.{langs}.{t.type}{t.vocab_size}.{kind}")
 
 
 CHOICES: dict[str, tuple[str, ...]] = {

@@ -10,11 +10,12 @@ from typing import Any
 
 from nmt.config.schema import CHOICES, Config, TokenizerConfig, TrainConfig
 from nmt.errors import ConfigError
+from nmt.languages import check_directions
 
 # Numeric bounds that types alone cannot express.
 POSITIVE = (
     "tokenizer.vocab_size data.max_len train.batch_tokens train.valid_every train.log_every "
-    "train.accumulate search.beam search.nbest search.batch_size "
+    "train.accumulate search.beam search.nbest search.batch_size data.sampling_temperature "
     "model.lstm.hidden model.lstm.layers model.lstm.emb_dim "
     "model.attention.hidden model.attention.layers model.attention.emb_dim "
     "model.transformer.d_model model.transformer.heads model.transformer.ff_dim "
@@ -119,6 +120,20 @@ def _check_consistency(cfg: Config) -> None:
     _check_sampling(cfg.tokenizer)
     if cfg.model.type == "transformer" and t.tie_embeddings and not cfg.tokenizer.joint:
         raise ConfigError("model.transformer.tie_embeddings needs tokenizer.joint: true")
+    if cfg.data.directions:
+        _check_multilingual(cfg)
+
+
+def _check_multilingual(cfg: Config) -> None:
+    """``data.directions``: valid and distinct, a joint tokenizer (it holds the language
+    tags), two-file splits (a TSV file names no languages), no subword sampling (yet)."""
+    check_directions(cfg.data.directions)
+    if not cfg.tokenizer.joint:
+        raise ConfigError("data.directions needs tokenizer.joint: true (one vocabulary, tags)")
+    if cfg.data.format == "tsv":
+        raise ConfigError("data.directions reads <split>.<lang> files: data.format tsv is not")
+    if cfg.tokenizer.sample_alpha > 0:
+        raise ConfigError("tokenizer.sample_alpha does not combine with data.directions yet")
 
 
 def _check_sampling(t: TokenizerConfig) -> None:

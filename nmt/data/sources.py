@@ -14,10 +14,12 @@ written before TSV support reads exactly the files it read before.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from nmt.config import DataConfig
+from nmt.languages import Direction
 from nmt.textio import CorpusError
 
 FORMATS = ("auto", "plain", "tsv")
@@ -78,3 +80,12 @@ def _langs(data: DataConfig) -> tuple[str, str]:
 
 def _first_file(base: Path, names: tuple[str, ...]) -> Path | None:
     return next((base / n for n in names if (base / n).is_file()), None)
+
+
+def direction_data(data: DataConfig, direction: Direction) -> DataConfig:
+    """The data section of one direction of a multilingual config (``data.directions``):
+    its two languages, two-file splits. A bilingual config's is ``data`` itself."""
+    if not data.directions:
+        return data
+    fmt = "plain"  # a TSV file names no languages: checked by the config, forced here
+    return dataclasses.replace(data, src_lang=direction.src, tgt_lang=direction.tgt, format=fmt)

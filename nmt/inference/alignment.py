@@ -13,7 +13,8 @@ How (``nmt translate --alignments``, and for other modules such as markup transf
    ``▁`` starts a new word, so piece *p* belongs to word (number of word starts up to *p*)
    - 1; words are the whitespace-split user source and output text, 0-based.
 3. For every target word *j* the rows of its pieces are summed, the columns of each
-   source word are summed (the source EOS column is dropped), and *j* is aligned to the
+   source word are summed (the source EOS column and a multilingual model's target tag
+   column are dropped), and *j* is aligned to the
    source word with the largest total: every output word gets exactly one link ``i-j``.
 
 Attention is not alignment (Koehn & Knowles 2017, sec. 3.5; Garg et al. 2019 find the
@@ -34,6 +35,7 @@ from nmt.inference.guide import Guide
 from nmt.inference.search import Hypothesis, attention_reported
 from nmt.inference.translator import Translator
 from nmt.models.base import Seq2Seq
+from nmt.tokenizer import tag_language
 
 WORD_START = "\u2581"  # SentencePiece's ▁
 
@@ -58,18 +60,21 @@ def align_words(
 ) -> list[tuple[int, int]]:
     """Pharaoh links ``(source word, target word)``, 0-based, one per target word.
 
-    ``src_pieces``: the source's subword pieces (a trailing ``</s>`` is ignored);
-    ``tgt_pieces``: the output's pieces (no EOS); ``attention``: (T, S) weights, row t for
-    output piece t over the source pieces (extra rows and columns, such as EOS, are
-    ignored). Words are ``src_text.split()`` and ``tgt_text.split()``. Returns [] when
-    either side has no words.
+    ``src_pieces``: the source's subword pieces (a trailing ``</s>`` and a leading
+    target-language tag are ignored); ``tgt_pieces``: the output's pieces (no EOS);
+    ``attention``: (T, S) weights, row t for output piece t over the source pieces (extra
+    rows and columns, such as EOS, are ignored). Words are ``src_text.split()`` and
+    ``tgt_text.split()``. Returns [] when either side has no words.
     """
     src_words, tgt_words = len(src_text.split()), len(tgt_text.split())
-    pieces = [p for p in src_pieces if p != "</s>"]
+    columns = [
+        k for k, p in enumerate(src_pieces) if p != "</s>" and (k or tag_language(p) is None)
+    ]
+    pieces = [src_pieces[k] for k in columns]
     if not src_words or not tgt_words or not pieces or not tgt_pieces:
         return []
     weights = torch.as_tensor(attention, dtype=torch.float32)  # (T', S')
-    weights = weights[: len(tgt_pieces), : len(pieces)]  # (T, S)
+    weights = weights[: len(tgt_pieces), columns[0] :][:, : len(pieces)]  # (T, S)
     src_of = torch.tensor(word_index(pieces, src_words)[: weights.size(1)])  # (S,)
     tgt_of = torch.tensor(word_index(tgt_pieces, tgt_words)[: weights.size(0)])  # (T,)
     by_src = torch.zeros(weights.size(0), src_words).index_add_(1, src_of, weights)  # (T, I)

@@ -33,7 +33,7 @@ import torch
 
 from nmt.artifacts.bounds import MAX_POSITIONS
 from nmt.artifacts.ctranslate2 import EXPORT_FORMAT, META_FILE, is_exported_dir, vocabulary
-from nmt.config import ConfigError, SearchConfig, from_dict
+from nmt.config import Config, ConfigError, from_dict
 from nmt.data.batch import pad_sequences
 from nmt.errors import UsageError
 from nmt.inference.guide import Guide
@@ -313,15 +313,16 @@ def compute_type(precision: str, quantization: str, device: str) -> str:
 
 def load_exported(
     path: Path, device: str = "auto", precision: str = "fp32", quantization: str = "none"
-) -> tuple[ExportedModel, Tokenizer, SearchConfig]:
-    """Open an exported directory: the CTranslate2 translator, tokenizer, search defaults."""
+) -> tuple[ExportedModel, Tokenizer, Config]:
+    """Open an exported directory: the CTranslate2 translator, tokenizer, and the config
+    of the exported run (its search defaults and languages)."""
     import ctranslate2
 
     meta = read_metadata(path)
     tok = _load_tokenizer(path, meta)
     _check_vocabulary(path, tok)
     try:
-        search = from_dict(meta["config"]).search
+        cfg = from_dict(meta["config"])
     except (KeyError, ConfigError) as e:
         raise ExportedModelError(f"{path}: damaged {META_FILE} ({e})") from e
     name, index = ct2_device(device)
@@ -340,7 +341,7 @@ def load_exported(
         raise ExportedModelError(f"{path}: CTranslate2 cannot load the model ({e})") from e
     actual = getattr(engine, "compute_type", ctype)
     log.info("CTranslate2 model %s on %s, computing in %s", path, name, actual)
-    return ExportedModel(engine, path, meta["max_positions"], actual), tok, search
+    return ExportedModel(engine, path, meta["max_positions"], actual), tok, cfg
 
 
 def make_ct2_translator(
@@ -353,8 +354,9 @@ def make_ct2_translator(
     paths = model_path if isinstance(model_path, list) else [model_path]
     if len(paths) != 1:
         raise ConfigError("an exported model cannot be part of an ensemble: give one MODEL")
-    model, tok, search = load_exported(Path(paths[0]), device, precision, quantization)
-    return CT2Translator(model, tok, search)
+    model, tok, cfg = load_exported(Path(paths[0]), device, precision, quantization)
+    target = "" if cfg.data.directions else cfg.data.tgt_lang  # multilingual: chosen later
+    return CT2Translator(model, tok, cfg.search, tgt_lang=target)
 
 
 def is_export(model_path: Path | list[Path]) -> bool:

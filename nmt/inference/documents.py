@@ -263,7 +263,9 @@ def _word_pairs(
     """(source word, target word) pairs from one hypothesis' attention rows."""
     if rows is None:
         return None
-    src_words = _word_of_piece(translator.tok.src_pieces(source)[:-1])  # without </s>
+    tag = len(translator.tok.src_prefix)  # a multilingual model's target tag comes first
+    rows = [row[tag:] for row in rows]
+    src_words = _word_of_piece(translator.tok.src_pieces(source)[tag:-1])  # without </s>
     tgt_words = _word_of_piece(translator.tok.tgt_pieces(hyp.tokens))
     pairs = set()
     for t, row in zip(tgt_words, rows):

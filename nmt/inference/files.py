@@ -32,7 +32,7 @@ from nmt.inference.guided import (
     nbest_line,
 )
 from nmt.inference.load import TranslateOptions, make_translator
-from nmt.inference.metrics import check_aligned, score
+from nmt.inference.metrics import check_aligned, check_tokenize, score
 from nmt.inference.translator import Translator
 from nmt.progress import LinesPerSecond, console, progress_hidden
 from nmt.textio import (
@@ -215,19 +215,24 @@ def evaluate_files(
     ref: Path | None,
     src: Path | None,
     options: TranslateOptions | None = None,
+    tokenize: str = "13a",
 ) -> dict:
-    """``nmt evaluate``: score ``hyp``, or ``model``'s translation of ``src`` against
-    ``ref``; ``-`` is stdin for one of them."""
+    """``nmt evaluate``: score ``hyp``, or ``model``'s translation of ``src`` into
+    ``options.tgt_lang`` against ``ref``; ``-`` is stdin for one of them. ``tokenize``:
+    BLEU's tokenization (:func:`nmt.inference.metrics.score`; ``moses-lc`` takes the
+    language of the references from the model or ``options.tgt_lang``)."""
     if ref is None:
         raise UsageError("--ref is required")
     if (hyp is None) == (not model or src is None):
         raise UsageError("give either --hyp, or MODEL with --src")
+    options = options or TranslateOptions()
     one_stdin(hyp=hyp, ref=ref, src=src)
     refs = read_lines(ref)
     if hyp is not None:
-        return score(read_lines(hyp), refs, (str(hyp), str(ref)))
+        return score(read_lines(hyp), refs, (str(hyp), str(ref)), tokenize, options.tgt_lang)
     sources, names = read_lines(src), (str(src), str(ref))
     check_aligned(len(sources), len(refs), names)  # before translating, not after
+    check_tokenize(tokenize)  # before translating, not after
     translator = make_translator(model, options)
     hyps = list(DocumentTranslator(translator, DocumentOptions()).translate(sources))
-    return score(hyps, refs, names)
+    return score(hyps, refs, names, tokenize, translator.tgt_lang or None)

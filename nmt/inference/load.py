@@ -41,6 +41,7 @@ class TranslateOptions:
     sampling: Sampling | None = None  # draw outputs at random instead of searching
     seed: int | None = None  # of the sampling draws
     chunk_lines: int = 10_000  # lines read, sorted by length and translated together
+    tgt_lang: str | None = None  # target language: required by a multilingual model
 
     def search_changes(self) -> dict:
         """The :class:`SearchConfig` fields these options set."""
@@ -67,8 +68,19 @@ def make_translator(
     search: SearchConfig | None = None,
 ) -> Translator:
     """Load a checkpoint (several: an ensemble) or an export and apply ``options`` over
-    ``search`` (default: the model config's search section)."""
+    ``search`` (default: the model config's search section); translate into
+    ``options.tgt_lang`` (checked: a multilingual model needs one of its languages, a
+    bilingual one takes only its own)."""
     o = options or TranslateOptions()
+    return open_translator(model_path, o, search).for_target(o.tgt_lang)
+
+
+def open_translator(
+    model_path: Path | list[Path], options: TranslateOptions, search: SearchConfig | None = None
+) -> Translator:
+    """:func:`make_translator` before a target language is chosen: a multilingual model's
+    translator then has no tag yet (``nmt serve`` picks one per request)."""
+    o = options
     if o.chunk_lines < 1:
         raise UsageError(f"--chunk-lines must be at least 1, got {o.chunk_lines}")
     if o.seed is not None and not 0 <= o.seed < 2**63:  # what a torch generator takes
@@ -86,9 +98,11 @@ def make_translator(
     model, tok, cfg, dev = load_for_inference(model_path, o.device, o.precision, o.quantization)
     settings = dataclasses.replace(search or cfg.search, **o.search_changes())
     check_search(settings, o.sampling)
+    multilingual = bool(cfg.data.directions)  # its source language is any of several
     return Translator(
         model, tok, settings, dev, o.precision, chunk_lines=o.chunk_lines,
-        sampling=o.sampling, seed=o.seed, src_lang=cfg.data.src_lang,
+        sampling=o.sampling, seed=o.seed, src_lang="" if multilingual else cfg.data.src_lang,
+        tgt_lang="" if multilingual else cfg.data.tgt_lang,
     )  # fmt: skip
 
 

@@ -25,7 +25,8 @@ import torch
 
 from nmt.data.batch import collate
 from nmt.errors import UsageError
-from nmt.inference.load import load_for_inference
+from nmt.inference.load import TranslateOptions, load_for_inference
+from nmt.languages import choose_target
 from nmt.models.base import Seq2Seq, log_softmax_fp32
 from nmt.precision import autocast
 from nmt.textio import (
@@ -169,25 +170,27 @@ def run_score(
     tgt: Path | None,
     tsv: Path | None,
     output: Path | None,
-    *,
+    options: TranslateOptions | None = None,
     per_token: bool = False,
-    batch_size: int | None = None,
-    precision: str = "fp32",
-    quantization: str = "none",
-    device: str = "auto",
 ) -> None:
-    """``nmt score``: pairs from ``src``/``tgt`` or from TSV lines, scores to ``output``."""
+    """``nmt score``: pairs from ``src``/``tgt`` or from TSV lines, scores to ``output``.
+
+    ``options``: batch size, precision, quantization, device and the target language of a
+    multilingual model (its tag starts every source, as in translation)."""
+    o = options or TranslateOptions()
     if (src is None) != (tgt is None):
         raise UsageError("give --src and --tgt together (or source<TAB>target lines on stdin)")
     if src is not None and tsv is not None:
         raise UsageError("give either --src and --tgt, or -i with source<TAB>target lines")
     one_stdin(src=src, tgt=tgt)
     pairs = parallel_pairs(src, tgt) if src is not None else tsv_pairs(tsv)
-    net, tok, cfg, dev = load_for_inference(model, device, precision, quantization)
-    size = batch_size if batch_size is not None else cfg.search.batch_size
+    net, tok, cfg, dev = load_for_inference(model, o.device, o.precision, o.quantization)
+    model_target = "" if cfg.data.directions else cfg.data.tgt_lang
+    tok = tok.for_target(choose_target(tok.languages, model_target, o.tgt_lang))
+    size = o.batch_size if o.batch_size is not None else cfg.search.batch_size
     if size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {size}")
-    scorer = Scorer(net, tok, dev, precision, size)
+    scorer = Scorer(net, tok, dev, o.precision, size)
     count = 0
     with open_output(output) as out:
         for score in scorer.score_stream(pairs):

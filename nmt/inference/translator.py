@@ -9,6 +9,7 @@ the model, and memory stays bounded by the chunk size whatever the file's length
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from nmt.inference.constraints import constrained_beam_search
 from nmt.inference.glossary import word_continuations
 from nmt.inference.guide import NO_GUIDE, Guide
 from nmt.inference.search import Hypothesis, Sampling, SearchLimits, greedy_search, search
+from nmt.languages import choose_target
 from nmt.models.base import Seq2Seq
 from nmt.precision import autocast
 from nmt.tokenizer import Tokenizer
@@ -44,6 +46,7 @@ class Translator:
     sampling: Sampling | None = None  # draw outputs at random instead of searching
     seed: int | None = None  # of the sampling draws; None: a fresh random seed
     src_lang: str = ""  # source language code (sentence-splitting rules); "" = unknown
+    tgt_lang: str = ""  # the language it translates into ("" = not chosen yet: multilingual)
     _warned_long: bool = False
     _generator: torch.Generator | None = field(default=None, init=False, repr=False)
     _glue: torch.Tensor | None = field(default=None, init=False, repr=False)
@@ -57,6 +60,17 @@ class Translator:
                 self.seed = int(torch.randint(0, 2**31 - 1, ()).item())
                 log.info("sampling with seed %d", self.seed)
             self._generator.manual_seed(self.seed)
+
+    def for_target(self, lang: str | None) -> Translator:
+        """This translator into ``lang`` (``--tgt-lang``; None: the model's only target).
+
+        A multilingual model needs a language it has a tag for; its sources then start
+        with that tag. A bilingual model takes only its own target language.
+        """
+        chosen = choose_target(self.tok.languages, self.tgt_lang, lang)
+        if not self.tok.languages:
+            return self
+        return dataclasses.replace(self, tok=self.tok.for_target(chosen), tgt_lang=chosen)
 
     @property
     def limits(self) -> SearchLimits:

@@ -10,6 +10,8 @@
   links per sentence); glossaries, scores and alignments need the PyTorch model. They
   combine with ``"markup": "xml" | "html"`` (inline tags and placeholders kept): terms
   match the text without its markup, alignments link its plain words;
+  ``"tgt_lang"``: the target language (a multilingual model needs one unless the server
+  was started with ``--tgt-lang``; a bilingual one takes only its own);
 - ``GET /health`` -> status, model, engine, queue and limits;
 - ``GET /`` -> a self-contained page (no external resources) to type and translate.
 
@@ -86,6 +88,7 @@ class TranslateRequest(BaseModel):
     scores: bool = False
     alignments: bool = False
     markup: Literal["xml", "html"] | None = None  # keep inline tags and placeholders
+    tgt_lang: str | None = None  # target language (multilingual models)
 
     @property
     def guided(self) -> bool:
@@ -129,7 +132,7 @@ def create_app(service: TranslationService, limits: ServeLimits | None = None) -
             key = (TRANSLATE, settings)
             answer = {"translations": await _queued(batcher, key, req.text, request)}
         if req.attention:
-            maps = await _queued(batcher, (ATTENTION, None), req.text, request)
+            maps = await _queued(batcher, (ATTENTION, settings.tgt_lang), req.text, request)
             answer["attention"] = maps[0]
         return answer
 
@@ -137,11 +140,17 @@ def create_app(service: TranslationService, limits: ServeLimits | None = None) -
 
 
 def _settings(req: TranslateRequest, service: TranslationService) -> Settings:
-    """The request's search settings, the model's defaults where it names none."""
+    """The request's search settings and target language, the model's defaults where it
+    names none; a target language the model does not have is a 422 naming its languages."""
     defaults = service.defaults
+    try:
+        target = service.target(req.tgt_lang)
+    except UsageError as e:
+        raise ApiError(422, str(e)) from None
     return Settings(
         req.beam if req.beam is not None else defaults.beam,
         req.length_penalty if req.length_penalty is not None else defaults.length_penalty,
+        target,
     )
 
 
@@ -221,6 +230,7 @@ def _health(service: TranslationService, batcher: Batcher, limits: ServeLimits) 
         "model": service.name,
         "engine": service.engine,
         "attention": service.has_attention,
+        "languages": list(service.languages),  # a multilingual model's target languages
         "search": asdict(service.default_settings()),
         "waiting": batcher.waiting,
         "batches": batcher.batches,

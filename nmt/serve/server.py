@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from nmt.config import ConfigError
-from nmt.inference.load import TranslateOptions, make_translator
+from nmt.inference.load import TranslateOptions, open_translator
 from nmt.serve.app import ServeLimits, create_app
 from nmt.serve.service import TranslationService
 
@@ -36,15 +36,16 @@ class ServeOptions:
     max_wait_ms: float = 5.0
     device: str = "auto"
     quantization: str = "none"
+    tgt_lang: str | None = None  # default target language of a multilingual model
 
 
 def load_service(model: Path, opts: ServeOptions) -> TranslationService:
     options = TranslateOptions(
         beam=opts.beam, batch_size=opts.batch_size, device=opts.device,
-        quantization=opts.quantization,
+        quantization=opts.quantization, tgt_lang=opts.tgt_lang,
     )  # fmt: skip
-    translator = make_translator(model, options)
-    return TranslationService(translator, Path(model).name)
+    translator = open_translator(model, options)  # the target: per request
+    return TranslationService(translator, Path(model).name, opts.tgt_lang)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -130,11 +130,15 @@ class TensorBoardCurves:
 def scalars(record: dict) -> list[tuple[str, float]]:
     """(tag, value) of a metrics record: ``train/<key>`` for a training line,
     ``valid/<key>`` (``valid_bleu`` -> ``valid/bleu``) for a validation, and
-    ``valid_average/<key>`` for the validation of the end-of-training average."""
+    ``valid_average/<key>`` for the validation of the end-of-training average; a
+    multilingual run's BLEU per direction (``valid_bleu_directions``) as
+    ``valid/bleu/<direction>``."""
     section = "train"
     if "valid_nll" in record:
         section = "valid_average" if "averaged" in record else "valid"
     out = []
+    for direction, bleu in record.get("valid_bleu_directions", {}).items():
+        out.append((f"{section}/bleu/{direction}", float(bleu)))
     for key, value in record.items():
         if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
@@ -208,12 +212,14 @@ class Reporter:
         if not self.is_main:
             return
         self.write(record)
+        directions = record.get("valid_bleu_directions", {})
         log.info(  # the terminal (unless --quiet) and train.log
-            "valid step %d: loss %.3f  ppl %.2f  BLEU %.2f%s",
+            "valid step %d: loss %.3f  ppl %.2f  BLEU %.2f%s%s",
             record["step"],
             record["valid_nll"],
             record["valid_ppl"],
             record["valid_bleu"],
+            _per_direction(directions),
             "  best" if record.get("best") else "",
         )
 
@@ -225,3 +231,10 @@ class Reporter:
         if self.curves is not None:
             self.curves.add(record)
         log.debug("%s", record)
+
+
+def _per_direction(bleu: dict[str, float]) -> str:
+    """`` (mean of de-en 30.10, en-de 25.32)`` for a multilingual run, else nothing."""
+    if not bleu:
+        return ""
+    return " (mean of " + ", ".join(f"{d} {b:.2f}" for d, b in bleu.items()) + ")"

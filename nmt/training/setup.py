@@ -66,12 +66,13 @@ def load_corpora(cfg: Config, tok: Tokenizer, ctx: DistContext | None = None) ->
         ctx = ctx or DistContext()
         with main_first(ctx):  # rank 0 verifies or builds; the others then find it up to date
             data = load_training_data(cfg, tok, hash_arrays=ctx.is_main)
-        return Corpora(data.train, data.valid, data.valid_src, data.valid_ref)
-    src, tgt = read_pairs(resolve_split(cfg.data, cfg.data.train))
+        return Corpora(data.train, data.valid, data.valid_text)
+    src, tgt = read_pairs(resolve_split(cfg.data, cfg.data.train))  # bilingual (validated)
+    tok = tok.for_target(cfg.data.tgt_lang)  # a multilingual parent's tags (fine-tuning)
     sampler = SubwordSampler(tok, cfg.tokenizer, src, tgt, cfg.data.max_len, cfg.train.seed)
     best = encode_corpus(tok, src, tgt, cfg.data.max_len)  # re-sampled when an epoch starts
-    data = with_validation(cfg, tok, StoreCorpus.from_sequences(best.src, best.tgt))
-    return Corpora(data.train, data.valid, data.valid_src, data.valid_ref, sampler)
+    data = with_validation(cfg, tok, [StoreCorpus.from_sequences(best.src, best.tgt)])
+    return Corpora(data.train, data.valid, data.valid_text, sampler)
 
 
 def make_model(

@@ -49,7 +49,8 @@ class _SampledEncoder:
         )
 
     def encode_src(self, lines: list[str]) -> list[list[int]]:
-        return [ids + [self.tok.eos_id] for ids in self._sample(self.tok.src, lines)]
+        prefix, eos = self.tok.src_prefix, self.tok.eos_id  # prefix: a target tag, if any
+        return [prefix + ids + [eos] for ids in self._sample(self.tok.src, lines)]
 
     def encode_tgt(self, lines: list[str]) -> list[list[int]]:
         return self._sample(self.tok.tgt, lines)

@@ -2,6 +2,8 @@
 
 Rank 0 computes the scores and broadcasts them: early stopping, the plateau schedule
 and the choice of the best checkpoint depend on them, and every rank must decide alike.
+A multilingual run scores each direction on its own validation text and takes the mean
+over the directions as its BLEU: every direction counts alike, whatever its size.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from nmt.training.setup import Corpora
 from nmt.training.state import Checkpointer, TrainState
 
 log = logging.getLogger("nmt.training")
+
+Scores = tuple[float, float, dict[str, float]]  # nll, BLEU, BLEU per direction (multilingual)
 
 # Sentences per greedy-search batch when validating. On a GPU a decoding step is bound by
 # kernel launches and by the host's check of which sentences have ended, not by the batch
@@ -71,13 +75,15 @@ class Validator:
         self,
         model: Seq2Seq,
         state: TrainState,
-        scores: tuple[float, float],
+        scores: Scores,
         extra: dict | None = None,
     ) -> dict:
         """The record step shared by both validations: report, and keep a new best."""
-        (nll, bleu), extra = scores, extra or {}
+        (nll, bleu, by_direction), extra = scores, extra or {}
         improved = bleu > state.best_bleu
         record = {**validation_record(state, nll, bleu, improved), **extra}
+        if by_direction:
+            record["valid_bleu_directions"] = by_direction
         self.reporter.validation(record)
         if improved:
             state.best_bleu = bleu
@@ -85,12 +91,17 @@ class Validator:
             self.checkpoints.save_best(model, meta)
         return record
 
-    def scores(self, model: Seq2Seq) -> tuple[float, float]:
-        """(nll, bleu) on every rank; with ``train.valid_bleu`` off, -nll stands for BLEU."""
+    def scores(self, model: Seq2Seq) -> Scores:
+        """(nll, bleu, BLEU per direction) on every rank; with ``train.valid_bleu`` off,
+        -nll stands for BLEU. BLEU per direction: multilingual runs only (else {}); their
+        BLEU is the mean over the directions."""
         scores = None
         if self.ctx.is_main:
             nll = self.nll(model)
-            scores = (nll, self.bleu(model) if self.cfg.train.valid_bleu else -nll)
+            by_direction = self.bleu(model) if self.cfg.train.valid_bleu else {}
+            bleu = sum(by_direction.values()) / len(by_direction) if by_direction else -nll
+            per_direction = by_direction if self.cfg.data.directions else {}
+            scores = (nll, bleu, per_direction)
         return broadcast_object(scores, self.ctx)
 
     @torch.no_grad()
@@ -106,9 +117,9 @@ class Validator:
             count += batch.n_tokens
         return total.item() / max(count, 1)
 
-    def bleu(self, model: Seq2Seq) -> float:
-        """sacreBLEU of greedy translations of the validation sources, in the training
-        precision, in batches as large as the device makes worthwhile."""
+    def bleu(self, model: Seq2Seq) -> dict[str, float]:
+        """sacreBLEU of greedy translations of each direction's validation sources, in the
+        training precision, in batches as large as the device makes worthwhile."""
         s = self.cfg.search
         search = SearchConfig(
             beam=1,
@@ -117,9 +128,13 @@ class Validator:
             max_len_b=s.max_len_b,
             batch_size=VALID_BATCH_SENTENCES.get(self.device.type, 1024),
         )
-        translator = Translator(model, self.tok, search, self.device, self.cfg.train.precision)
-        hyps = translator.translate_lines(self.data.valid_src)
-        return sacrebleu.corpus_bleu(hyps, [self.data.valid_ref]).score
+        found = {}
+        for text in self.data.valid_text:
+            tok = self.tok.for_target(text.tgt_lang)
+            translator = Translator(model, tok, search, self.device, self.cfg.train.precision)
+            hyps = translator.translate_lines(text.src)
+            found[text.direction] = sacrebleu.corpus_bleu(hyps, [text.ref]).score
+        return found
 
 
 def validation_record(state: TrainState, nll: float, bleu: float, improved: bool) -> dict:

@@ -103,13 +103,18 @@ def epoch_batches(
 
     The last epoch's batches are kept on the corpus: training asks for the same epoch
     more than once (to count the steps of a run, then to train), and on millions of pairs
-    each computation takes seconds.
+    each computation takes seconds. A multilingual corpus (``corpus.mixture``) first draws
+    the epoch's pairs of each direction (:meth:`~nmt.data.store.mixture.Mixture.epoch_rows`).
     """
     key = (batch_tokens, seed, epoch)
     if corpus.last_epoch is None or corpus.last_epoch[0] != key:
-        batches = bucket_batches(
-            corpus.src_lengths, corpus.tgt_lengths, batch_tokens, seed * 100_003 + epoch
-        )
+        rows = corpus.mixture.epoch_rows(seed, epoch) if corpus.mixture is not None else None
+        src_len, tgt_len = corpus.src_lengths, corpus.tgt_lengths
+        if rows is not None:
+            src_len, tgt_len = src_len[rows], tgt_len[rows]
+        batches = bucket_batches(src_len, tgt_len, batch_tokens, seed * 100_003 + epoch)
+        if rows is not None:
+            batches = [rows[b] for b in batches]
         random.Random(seed * 7_919 + epoch).shuffle(batches)
         corpus.last_epoch = (key, batches)
     return list(corpus.last_epoch[1])  # a copy: callers may slice or reorder theirs

@@ -239,7 +239,7 @@ def _encoded(
         for chunk in reader:
             yield encoder(chunk.src, chunk.tgt)
         return
-    init_args = (tok.src_proto, None if tok.joint else tok.tgt_proto, max_len)
+    init_args = (tok.src_proto, None if tok.joint else tok.tgt_proto, max_len, tok.target)
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, spawn, init_worker, init_args) as pool:
         pending: collections.deque[Future] = collections.deque()

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ import torch
 from nmt.data.batch import Batch
 from nmt.data.store.manifest import StoreError, array_problem, read_manifest
 from nmt.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from nmt.data.store.mixture import Mixture
 
 
 @dataclass(eq=False)
@@ -69,6 +73,7 @@ class StoreCorpus:
             raise StoreError(f"store {directory}: sides of different lengths; rebuild it")
         self.src, self.tgt, self.directory = src, tgt, directory
         self.last_epoch: tuple[tuple, list[np.ndarray]] | None = None  # see epoch_batches
+        self.mixture: Mixture | None = None  # several directions (nmt.data.store.mixture)
 
     def __len__(self) -> int:
         return len(self.src.lengths)

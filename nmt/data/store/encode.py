@@ -78,10 +78,14 @@ def _flatten(seqs: list[list[int]], dtype: np.dtype) -> tuple[np.ndarray, np.nda
 _encoder: ChunkEncoder | None = None
 
 
-def init_worker(src_proto: bytes, tgt_proto: bytes | None, max_len: int) -> None:
-    """Pool initializer: load the tokenizer once per process."""
+def init_worker(
+    src_proto: bytes, tgt_proto: bytes | None, max_len: int, target: str | None = None
+) -> None:
+    """Pool initializer: load the tokenizer once per process (``target``: the language
+    whose tag a multilingual tokenizer prepends to every source)."""
     global _encoder
-    _encoder = ChunkEncoder(Tokenizer(src_proto, tgt_proto), max_len)
+    tok = Tokenizer(src_proto, tgt_proto)
+    _encoder = ChunkEncoder(tok.for_target(target) if target else tok, max_len)
 
 
 def encode_in_worker(src_lines: list[str], tgt_lines: list[str]) -> EncodedChunk:

@@ -66,7 +66,7 @@ class StorePlan:
 
 def plan_store(d: DataConfig, split: str, tok: Tokenizer) -> StorePlan:
     source = resolve_split(d, split)
-    ident = identity(source, tokenizer_digests(tok), d.max_len)
+    ident = identity(source, tokenizer_digests(tok), d.max_len, tok.target)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(split).name)
     folder = f"{name}.{d.src_lang}-{d.tgt_lang}.{store_key(ident)}"
     return StorePlan(source, store_root(d) / folder, ident, d.max_len)

@@ -86,14 +86,18 @@ def input_change(
     return None, {**recorded, "mtime_ns": st.st_mtime_ns, "hashed_at_ns": hashed_at}
 
 
-def identity(source: CorpusSource, tokenizer: dict[str, str], max_len: int) -> dict[str, Any]:
-    """What the store must have been made from: format, tokenizer, files, filter."""
-    return {
+def identity(
+    source: CorpusSource, tokenizer: dict[str, str], max_len: int, tag: str | None = None
+) -> dict[str, Any]:
+    """What the store must have been made from: format, tokenizer, files, filter, and the
+    target language whose tag starts every source (multilingual models only)."""
+    found = {
         "format": STORE_FORMAT,
         "tokenizer": tokenizer,
         "inputs": [str(p.resolve()) for p in source.paths],
         "max_len": max_len,
     }
+    return found if tag is None else {**found, "target_tag": tag}
 
 
 def store_key(ident: dict[str, Any]) -> str:

@@ -11,11 +11,12 @@ import numpy as np
 
 from nmt.config import Config
 from nmt.data.readers import read_pairs
-from nmt.data.sources import resolve_split
+from nmt.data.sources import direction_data, resolve_split
 from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.ensure import ensure_store
 from nmt.data.store.manifest import read_manifest
 from nmt.data.store.training_data import prepare_tokenizer
+from nmt.languages import config_directions
 
 log = logging.getLogger("nmt.data.store")
 
@@ -23,21 +24,38 @@ PERCENTILES = (50, 90, 99)
 
 
 def prepare(cfg: Config, rebuild: bool = False) -> dict[str, Any]:
-    """Train or load the tokenizer and make the training store up to date, hashing every
-    corpus and array file (no trust in modification times). Returns its statistics."""
+    """Train or load the tokenizer and make the training stores up to date, hashing every
+    corpus and array file (no trust in modification times). Returns their statistics:
+    ``{"train": ...}``, or ``{"train de-en": ..., ...}`` for a multilingual config."""
     tok = prepare_tokenizer(cfg)
-    directory = ensure_store(cfg.data, cfg.data.train, tok, hash_inputs=True, rebuild=rebuild)
-    return store_stats(directory)
+    stats = {}
+    for direction in config_directions(cfg.data):
+        d = direction_data(cfg.data, direction)
+        view = tok.for_target(d.tgt_lang)
+        directory = ensure_store(d, d.train, view, hash_inputs=True, rebuild=rebuild)
+        stats[_label(cfg, "train", direction.name)] = store_stats(directory)
+    return stats
 
 
 def data_stats(cfg: Config) -> dict[str, Any]:
     """Statistics of the training split (building its store if needed) and the validation
-    split: pairs, subwords per side, length percentiles, what the length filter drops."""
+    split: pairs, subwords per side, length percentiles, what the length filter drops
+    (per direction for a multilingual config)."""
     tok = prepare_tokenizer(cfg)
-    directory = ensure_store(cfg.data, cfg.data.train, tok)
-    va_src, va_tgt = read_pairs(resolve_split(cfg.data, cfg.data.valid))
-    valid = StoreCorpus.from_sequences(tok.encode_src(va_src), tok.encode_tgt(va_tgt))
-    return {"train": store_stats(directory), "valid": corpus_stats(valid, None)}
+    stats = {}
+    for direction in config_directions(cfg.data):
+        d = direction_data(cfg.data, direction)
+        view = tok.for_target(d.tgt_lang)
+        directory = ensure_store(d, d.train, view)
+        va_src, va_tgt = read_pairs(resolve_split(d, d.valid))
+        valid = StoreCorpus.from_sequences(view.encode_src(va_src), tok.encode_tgt(va_tgt))
+        stats[_label(cfg, "train", direction.name)] = store_stats(directory)
+        stats[_label(cfg, "valid", direction.name)] = corpus_stats(valid, None)
+    return stats
+
+
+def _label(cfg: Config, split: str, direction: str) -> str:
+    return f"{split} {direction}" if cfg.data.directions else split
 
 
 def store_stats(directory: Path) -> dict[str, Any]:
