@@ -17,8 +17,9 @@ The packing depends only on how many pairs have each key (the sorted sequence of
 is the same whatever the shuffle), so batch boundaries and token counts come from the
 key histogram, are the same every epoch, and are computed before the shuffle. Planning
 N pairs holds 4 bytes a pair for the shuffle and 2 for the keys (4 with lengths over
-255), read from the length files with ``pread`` a chunk at a time; the Python shuffle,
-about 0.5 s per million pairs here, is its slowest step.
+255), read from the length files with ``pread`` a chunk at a time: 30M pairs took 14.5 s
+and raised the peak RSS by 204 MB here (the earlier planning: 16 s and 1.2 GB), most of
+the time in the Python shuffle.
 """
 
 from __future__ import annotations
@@ -91,14 +92,17 @@ def shuffled_indices(n: int, seed: int) -> np.ndarray:
     """``(n,)`` int32: the order ``random.Random(seed).shuffle(list(range(n)))`` leaves.
 
     The shuffle is Python's own loop (the same random stream), about 0.5 s per million
-    pairs here; a C ``array`` keeps the indices as 4-byte ints meanwhile.
+    pairs here; a C ``array`` keeps the indices as 4-byte ints meanwhile, filled a chunk
+    at a time (an ``arange`` of N beside it would double the peak).
     """
     if n >= 1 << 31:
         raise ValueError(f"{n} pairs: more than int32 indices can number")
-    order = array.array("i")
-    order.frombytes(memoryview(np.arange(n, dtype=np.int32)).cast("B"))  # no bytes copy
+    order = array.array("i", [0]) * n
+    view = np.frombuffer(order, dtype=np.int32)  # (n,) the same memory, writable
+    for start in range(0, n, CHUNK):
+        view[start : start + CHUNK] = np.arange(start, min(start + CHUNK, n), dtype=np.int32)
     random.Random(seed).shuffle(order)
-    return np.frombuffer(order, dtype=np.int32)
+    return view
 
 
 def batch_bounds(sizes: np.ndarray, batch_tokens: int) -> np.ndarray:
