@@ -25,11 +25,20 @@ from nmt.data import readers
 from nmt.data.batch import ParallelCorpus, encode_corpus
 from nmt.data.readers import PairReader
 from nmt.data.sources import resolve_split
-from nmt.data.store import build, manifest
-from nmt.data.store.batches import epoch_batches, make_batch, shuffled_indices, stable_rank
+from nmt.data.store import batches, build, manifest
+from nmt.data.store.batches import (
+    epoch_batches,
+    key_counts,
+    length_keys,
+    make_batch,
+    shuffled_indices,
+    sort_into,
+)
 from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.ensure import ensure_store, plan_store, store_problem
+from nmt.data.store.fileread import FileArray
 from nmt.data.store.manifest import StoreError
+from nmt.data.store.plan import open_plan, plan_key, write_plan
 from nmt.data.store.stats import percentiles
 from nmt.data.store.training_data import load_training_data, prepare_tokenizer
 from nmt.textio import CorpusError, read_parallel
@@ -135,13 +144,51 @@ def test_same_batches_as_in_memory_on_a_random_corpus() -> None:
         assert [b.tolist() for b in new] == old
 
 
-@pytest.mark.parametrize("longest", [200, 3000, 70_000])  # one radix pass, two, lexsort
-def test_stable_rank_sorts_like_a_stable_sort(longest: int) -> None:
+@pytest.mark.parametrize("longest", [200, 3000, 70_000])  # 16-, 32- and 64-bit keys
+def test_the_chunked_counting_sort_is_a_stable_sort(
+    longest: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batches, "CHUNK", 777)  # pieces of several chunks per key
     rng = np.random.default_rng(longest)
-    primary = rng.integers(0, longest, 5000).astype(np.int32)
-    secondary = rng.integers(0, 20, 5000).astype(np.int32)
-    expected = sorted(range(5000), key=lambda i: (primary[i], secondary[i]))
-    assert stable_rank(primary, secondary).tolist() == expected
+    tgt = rng.choice([0, 7, 8, longest - 1], 5000).astype(np.int32)  # many ties
+    src = rng.choice([1, 3, longest - 1], 5000).astype(np.int32)
+    keys, width = length_keys(src, tgt)
+    assert keys.dtype.itemsize == {200: 2, 3000: 4, 70_000: 8}[longest]
+    counts = key_counts(keys, width)
+    shuffled = rng.permutation(5000).astype(np.int32)
+    out = np.full(5000, -1, dtype=np.int32)
+    sort_into(
+        shuffled, keys, counts, lambda at, pairs: out.__setitem__(slice(at, at + len(pairs)), pairs)
+    )
+    expected = sorted(shuffled.tolist(), key=lambda i: (tgt[i], src[i]))  # ties: shuffled order
+    assert out.tolist() == expected
+
+
+def test_a_plan_file_holds_the_reference_batches(
+    data_dir: Path, tok: Tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written piece by piece, read back with pread: the reference's batches and the token
+    counts of the batches themselves; another epoch or a cut file is not taken for it."""
+    monkeypatch.setattr(batches, "CHUNK", 97)
+    corpus, root = store_of(config_for(data_dir), tok), tmp_path / "plans"
+    key = plan_key(corpus, 300, 1, 2)
+    plan = write_plan(root, corpus, key)
+    assert isinstance(plan.order, FileArray)
+    assert [b.tolist() for b in plan.batches()] == batching.epoch_batches(
+        in_memory(data_dir, tok), 300, 1, 2
+    )
+    made = [make_batch(corpus, b, tok).n_tokens for b in plan.batches()]
+    assert [plan.tokens(g) for g in range(len(plan))] == made
+    reopened = open_plan(root, key)
+    assert np.array_equal(reopened.table, plan.table)
+    assert (
+        open_plan(root, {**key, "epoch": 3}) is None and open_plan(root, {**key, "seed": 2}) is None
+    )
+    write_plan(root, corpus, {**key, "epoch": 3})
+    assert sorted(p.name for p in root.iterdir()) == ["epoch-3"]  # one epoch's plan is kept
+    with open(root / "epoch-3" / "order.bin", "r+b") as f:
+        f.truncate(8)
+    assert open_plan(root, {**key, "epoch": 3}) is None
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 1000])

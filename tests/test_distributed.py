@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from nmt.artifacts.checkpoint import load_checkpoint
 from nmt.config import ConfigError
 from nmt.data.store.batches import make_batch
 from nmt.precision import check_precision
-from nmt.training import Trainer
+from nmt.training import Trainer, plans
 from nmt.training.distributed import DistContext, accumulation_groups, process_group, shard_batches
 from tests.conftest import FIXTURES, REPO, tiny_config
 
@@ -127,7 +128,13 @@ def test_torchrun_resume_restores_every_rank(tmp_path: Path) -> None:
     sets = [x for s in [*sets, "train.valid_max_sentences=4"] for x in ("--set", s)]
     _torchrun(*base, "--out", str(tmp_path / "straight"), *sets, "--set", "train.max_steps=6")
     _torchrun(*base, "--out", str(tmp_path / "resumed"), *sets, "--set", "train.max_steps=4")
+    order = tmp_path / "resumed" / "plans" / "epoch-0" / "order.bin"
+    planned = order.stat()
     _torchrun("--resume", str(tmp_path / "resumed"), "--set", "train.max_steps=6")
+    again = order.stat()  # the resumed run read the same plan file: not planned again
+    assert (again.st_ino, again.st_mtime_ns) == (planned.st_ino, planned.st_mtime_ns)
+    log = (tmp_path / "resumed" / "train.log").read_text(encoding="utf-8")
+    assert log.count("epoch 1 planned") == 1 and "resumed at step 4 (epoch 1," in log
     straight = load_checkpoint(tmp_path / "straight" / "last.safetensors")[0].state_dict()
     resumed = load_checkpoint(tmp_path / "resumed" / "last.safetensors")[0].state_dict()
     for name in straight:
@@ -136,6 +143,60 @@ def test_torchrun_resume_restores_every_rank(tmp_path: Path) -> None:
     assert steps == [4]  # one log line per logged step: rank 0 logs alone (log_every 4)
     state = torch.load(tmp_path / "resumed" / "last.state.pt", weights_only=True)
     assert len(state["rng_per_rank"]) == 2 and state["trainer"]["world_size"] == 2
+
+
+def _planning_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Open a run's first epoch on 2 ranks, sharing a run directory and then each in its
+    own (as on two nodes that do not share it); count who plans, and in which way."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank))
+    os.environ.update(WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    counts = {"written": 0, "in_memory": 0}
+
+    def counted(name: str, original: Callable) -> Callable:
+        def call(*args: object, **kwargs: object) -> object:
+            counts[name] += 1
+            return original(*args, **kwargs)
+
+        return call
+
+    plans.write_plan = counted("written", plans.write_plan)  # this process's module only
+    plans.plan_in_memory = counted("in_memory", plans.plan_in_memory)
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    try:
+        record = {}
+        for name, run in (("shared", "run"), ("separate", f"run-{rank}")):
+            counts.update(written=0, in_memory=0)
+            trainer = Trainer(tiny_config("transformer", **PLANNED), Path(out) / run)
+            shard = [b.tolist() for b in trainer.epoch_shard()]
+            record[name] = {**counts, "shard": shard}
+        Path(out, f"plan{rank}.json").write_text(json.dumps(record))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+PLANNED = {"train.batch_tokens": "300"}
+
+
+def test_rank_0_plans_once_and_each_rank_reads_its_shard(tmp_path: Path) -> None:
+    mp.spawn(_planning_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"plan{r}.json").read_text()) for r in (0, 1)]
+    for name in ("shared", "separate"):
+        assert ranks[0][name]["written"] == 1 and ranks[1][name]["written"] == 0, name
+    assert ranks[1]["shared"]["in_memory"] == 0  # it read rank 0's file
+    assert ranks[1]["separate"]["in_memory"] == 1  # no file in its directory: planned alone
+    assert ranks[0]["shared"]["shard"] == ranks[0]["separate"]["shard"]
+    assert ranks[1]["shared"]["shard"] == ranks[1]["separate"]["shard"]
+    assert [p.name for p in (tmp_path / "run" / "plans").iterdir()] == ["epoch-0"]
+
+    single = Trainer(tiny_config("transformer", **PLANNED), tmp_path / "single").epoch_shard()
+    shards = [r["shared"]["shard"] for r in ranks]
+    per_rank = len(single) // 2
+    assert len(shards[0]) == len(shards[1]) == per_rank
+    interleaved = [b for pair in zip(*shards) for b in pair]
+    assert interleaved == [b.tolist() for b in single[: 2 * per_rank]]  # batch j*2 + rank
+    seen = [{i for b in shard for i in b} for shard in shards]
+    assert seen[0] and not seen[0] & seen[1]
 
 
 def test_shards_are_disjoint_equal_and_cover_the_first_batches() -> None:

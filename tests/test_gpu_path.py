@@ -19,7 +19,7 @@ import torch
 from nmt.artifacts.checkpoint import load_checkpoint
 from nmt.config import load_config
 from nmt.data.batch import pad_sequences
-from nmt.data.store.batches import make_batch, target_tokens
+from nmt.data.store.batches import make_batch, plan_in_memory
 from nmt.training import Trainer, TrainingError
 from nmt.training.distributed import DistContext, accumulation_groups, shard_batches, update_tokens
 from nmt.training.setup import load_corpora
@@ -119,8 +119,9 @@ def test_batches_and_token_counts_are_built_as_before(tok) -> None:
     for row, s in enumerate(seqs):
         assert padded[row].tolist() == s + [tok.pad_id] * (12 - len(s))
     corpus = load_corpora(tiny_config("lstm"), tok).train
-    indices = list(range(0, len(corpus), 7))
-    assert target_tokens(corpus, indices) == make_batch(corpus, indices, tok).n_tokens
+    plan = plan_in_memory(corpus, 300, 1, 0)
+    made = [make_batch(corpus, plan.batch(g), tok).n_tokens for g in range(len(plan))]
+    assert [plan.tokens(g) for g in range(len(plan))] == made
 
 
 def test_gpu_recipe_is_the_cpu_recipe_with_gpu_sized_updates() -> None:

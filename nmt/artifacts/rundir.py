@@ -12,6 +12,8 @@
     RUN/tensorboard/            TensorBoard event files mirroring metrics.jsonl
     RUN/.lock                   held (flock) by the one process that trains here
     RUN/parent.json             ``nmt train --init``: the checkpoint the run started from
+    RUN/plans/epoch-<E>/        the current epoch's batches, planned once by rank 0
+                                (``nmt.data.store.plan``; 4 bytes per training pair)
     RUN/done.json               ``nmt compare``: training finished (not interrupted)
     RUN/evaluation.json         ``nmt compare``: cached test scores and speed
     RUN/test/                   ``nmt compare``: the scored test translations
@@ -60,6 +62,7 @@ class RunDir:
     tensorboard = property(lambda self: self.path / "tensorboard")
     parent = property(lambda self: self.path / "parent.json")
     lock = property(lambda self: self.path / ".lock")  # held by the process training here
+    plans = property(lambda self: self.path / "plans")
 
     def step_checkpoint(self, step: int) -> Path:
         return self.step_dir / f"step_{step}.safetensors"
@@ -95,6 +98,7 @@ class RunDir:
             self.step_dir,
             self.tensorboard,
             self.test_dir,
+            self.plans,
         ]
         names += sorted(self.path.glob(self.tokenizer_prefix.name + "*.model"))
         names += sorted(self.path.glob(".*.tmp"))  # left by a write that was killed

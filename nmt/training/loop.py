@@ -21,17 +21,19 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nmt.artifacts.rundir import RunDir
 from nmt.config import Config, TrainConfig
 from nmt.data.batch import Batch
-from nmt.data.store.batches import epoch_batches, make_batch, target_tokens
+from nmt.data.store.batches import EpochPlan, make_batch
 from nmt.data.store.corpus import StoreCorpus
 from nmt.device import resolve_device
 from nmt.errors import RuntimeFailure
 from nmt.models.base import Seq2Seq
 from nmt.precision import check_precision, grad_scaler
+from nmt.tokenizer import Tokenizer
 from nmt.training.distributed import (
     DistContext,
     accumulation_groups,
@@ -48,6 +50,7 @@ from nmt.training.distributed import (
 )
 from nmt.training.ledger import Reading, UpdateLedger
 from nmt.training.loss import batch_loss_sum
+from nmt.training.plans import EpochPlans, rank_batches
 from nmt.training.prefetch import device_updates, to_device
 from nmt.training.reporting import Reporter
 from nmt.training.schedule import LRSchedule, budget_progress
@@ -105,7 +108,8 @@ class Trainer:
         self.state = TrainState(world_size=self.ctx.world_size)
         if resume:
             self.state = self.checkpoints.restore(self.model, self.opt)
-        steps = total_steps(cfg, self.data.train, self.ctx.world_size)
+        self.plans = EpochPlans(cfg.train, self.ctx, self.run.plans)  # planned once per epoch
+        steps = total_steps(cfg, len(self._epoch_plan()), self.ctx.world_size)
         self.reporter = Reporter(self.run, steps, cfg.train, self.ctx.is_main, self.state.step)
         self.reporter.resumed_window = self.state.log_window
         self.validator = Validator(self.data, self.device, self.checkpoints, self.reporter)
@@ -134,19 +138,18 @@ class Trainer:
         )
         return s
 
-    def epoch_shard(self) -> list[list[int]]:
+    def epoch_shard(self) -> list[np.ndarray]:
         """This rank's batches of the current epoch (all of them for a single process)."""
-        return shard_batches(self._epoch_batches(), self.ctx)
+        return rank_batches(self._epoch_plan(), self.ctx)
 
-    def _epoch_batches(self) -> list[list[int]]:
+    def _epoch_plan(self) -> EpochPlan:
         corpus = self.data.start_epoch(self.state.epoch)  # re-sampled with sample_alpha > 0
-        return epoch_batches_for(corpus, self.cfg.train, self.state.epoch, self.ctx)
+        return self.plans.get(corpus, self.state.epoch)
 
     def _run_epoch(self) -> None:
-        planned = self._epoch_batches()  # first: the epoch's corpus may be a new sample
-        start, corpus = self.state.batch_in_epoch, self.data.train
-        updates = epoch_updates(planned, corpus, self.cfg.train, self.ctx, start)
-        build = partial(make_batch, corpus, tok=self.tok)
+        plan = self._epoch_plan()  # first: the epoch's corpus may be a new sample
+        updates = epoch_updates(plan, self.cfg.train, self.ctx, self.state.batch_in_epoch)
+        build = partial(plan_batch, plan, self.data.train, self.tok)
         for batches, tokens in device_updates(updates, build, self.device):
             self._update(batches, tokens)
             self.state.batch_in_epoch += len(batches)
@@ -280,27 +283,19 @@ class Trainer:
         self.checkpoints.save_last(self.model, self.opt, self.state)
 
 
-def epoch_batches_for(
-    corpus: StoreCorpus, t: TrainConfig, epoch: int, ctx: DistContext
-) -> list[list[int]]:
-    """The epoch's batches (sentence indices), enough of them for every process."""
-    batches = epoch_batches(corpus, t.batch_tokens, t.seed, epoch)
-    if len(batches) < ctx.world_size:
-        raise TrainingError(
-            f"the training data makes {len(batches)} batches per epoch, fewer than the "
-            f"{ctx.world_size} processes (lower train.batch_tokens)"
-        )
-    return batches
-
-
 def epoch_updates(
-    batches: list[list[int]], corpus: StoreCorpus, t: TrainConfig, ctx: DistContext, start: int
-) -> Iterator[tuple[list[list[int]], int]]:
-    """This rank's updates of an epoch from its batch ``start`` on: the micro-batches of
-    each, and its target tokens over all ranks, counted on the host."""
-    mine = accumulation_groups(shard_batches(batches, ctx)[start:], t.accumulate)
-    count = partial(target_tokens, corpus)
-    return zip(mine, update_tokens(batches, ctx, start, t.accumulate, count))
+    plan: EpochPlan, t: TrainConfig, ctx: DistContext, start: int
+) -> Iterator[tuple[list[int], int]]:
+    """This rank's updates of an epoch from its batch ``start`` on: the plan's batch
+    numbers of each, and its target tokens over all ranks, read from the plan."""
+    numbers = list(range(len(plan)))
+    mine = accumulation_groups(shard_batches(numbers, ctx)[start:], t.accumulate)
+    return zip(mine, update_tokens(numbers, ctx, start, t.accumulate, plan.tokens))
+
+
+def plan_batch(plan: EpochPlan, corpus: StoreCorpus, tok: Tokenizer, g: int) -> Batch:
+    """Batch ``g`` of ``plan``: its pair indices read from the plan, its rows from the corpus."""
+    return make_batch(corpus, plan.batch(g), tok)
 
 
 def budget_fraction(

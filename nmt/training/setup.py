@@ -14,7 +14,6 @@ from nmt.config import Config, TrainConfig
 from nmt.data.batch import encode_corpus
 from nmt.data.readers import read_pairs
 from nmt.data.sources import resolve_split
-from nmt.data.store.batches import epoch_batches
 from nmt.data.store.corpus import StoreCorpus
 from nmt.data.store.training_data import (
     TrainingData,
@@ -98,14 +97,14 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
         return cls(model.parameters(), foreach=True, **kwargs)
 
 
-def total_steps(cfg: Config, corpus: StoreCorpus, world: int) -> int | None:
-    """Updates the run will make, for the progress bar (None: bounded by time only)."""
+def total_steps(cfg: Config, batches_per_epoch: int, world: int) -> int | None:
+    """Updates the run will make, for the progress bar (None: bounded by time only).
+    Batch boundaries do not depend on the epoch (:mod:`nmt.data.store.batches`)."""
     t = cfg.train
     if t.max_steps:
         return t.max_steps
     if t.max_epochs:
-        per_rank = len(epoch_batches(corpus, t.batch_tokens, t.seed, 0)) // world
-        return math.ceil(per_rank / t.accumulate) * t.max_epochs
+        return math.ceil(batches_per_epoch // world / t.accumulate) * t.max_epochs
     return None
 
 

@@ -13,7 +13,9 @@ Modules, in the order data flows through them:
 - :mod:`~nmt.data.store.manifest`: what a store was made from, integrity checks;
 - :mod:`~nmt.data.store.ensure`: where a store lives; rebuild when missing or stale;
 - :mod:`~nmt.data.store.corpus`: :class:`StoreCorpus`, rows and batches as tensors;
-- :mod:`~nmt.data.store.batches`: the batches of :mod:`nmt.data.batch`, vectorized;
+- :mod:`~nmt.data.store.fileread`: rows and plans read with ``pread``, not mapped;
+- :mod:`~nmt.data.store.batches`: an epoch's batches planned from the length arrays;
+- :mod:`~nmt.data.store.plan`: that plan as files, written once, read by every process;
 - :mod:`~nmt.data.store.training_data`: what training calls (:func:`load_training_data`);
 - :mod:`~nmt.data.store.stats`: ``nmt data prepare`` and ``nmt data stats``.
 

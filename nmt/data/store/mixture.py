@@ -80,6 +80,10 @@ class JoinedSide:
         self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)  # (D,)
         self.lengths = np.concatenate([p.lengths for p in parts]).astype(np.int32)  # (N,)
 
+    def length_array(self) -> np.ndarray:
+        """The lengths as planning reads them (``Side.length_array``)."""
+        return self.lengths
+
     def row(self, i: int) -> np.ndarray:
         part = int(np.searchsorted(self.starts, i, side="right")) - 1
         return self.parts[part].row(i - int(self.starts[part]))
