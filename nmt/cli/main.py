@@ -1,5 +1,8 @@
 """The entry point of ``nmt`` and ``python -m nmt``.
 
+:func:`main` first re-executes the process on the allocator ``NMT_ALLOCATOR`` names
+(:mod:`nmt.allocator`: it must be chosen before the process starts).
+
 :func:`main` installs the signal handlers before anything heavy is imported, so Ctrl-C
 is handled the same way from the first moment (see :mod:`nmt.interrupts`); the commands
 are imported after that, which is why the import of the app sits inside the function.
@@ -7,12 +10,17 @@ are imported after that, which is why the import of the app sits inside the func
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
-    from nmt import interrupts
+    from nmt import allocator, interrupts
 
+    if not allocator.known(os.environ):
+        print(f"error: {allocator.UNKNOWN}", file=sys.stderr)
+        sys.exit(2)
+    allocator.use_configured()
     interrupts.install()
     try:
         from nmt.cli.app import app
