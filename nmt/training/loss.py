@@ -42,11 +42,13 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         vocab = logits.size(-1)
         lse = torch.empty(logits.size(0), dtype=torch.float32, device=logits.device)  # (N,)
         total = logits.new_zeros((), dtype=torch.float32)
+        work = _workspace(logits)  # (C, V) fp32, reused by every chunk
         for rows in _chunks(logits):
-            z = logits[rows].float()  # (C, V)
-            lse[rows] = torch.logsumexp(z, dim=-1)  # (C,)
+            z = work[: rows.stop - rows.start].copy_(logits[rows])  # (C, V)
             z_t = z.gather(1, safe[rows, None]).squeeze(1)  # (C,)
-            per_row = lse[rows] - (1.0 - eps) * z_t - (eps / vocab) * z.sum(dim=-1)  # (C,)
+            z_sum = z.sum(dim=-1)  # (C,)
+            lse[rows] = _logsumexp_(z)  # (C,); z is overwritten
+            per_row = lse[rows] - (1.0 - eps) * z_t - (eps / vocab) * z_sum  # (C,)
             total += (per_row * keep[rows]).sum()
         ctx.save_for_backward(logits, safe, keep, lse)
         ctx.eps = eps
@@ -58,12 +60,28 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         eps, vocab = ctx.eps, logits.size(-1)
         grad = torch.empty_like(logits)  # (N, V) in the logits' dtype
         scale = keep * grad_out  # (N,) zero on padding
+        work = _workspace(logits)  # (C, V) fp32, reused by every chunk
         for rows in _chunks(logits):
-            g = logits[rows].to(torch.float32, copy=True)  # (C, V), never a view of logits
+            g = work[: rows.stop - rows.start].copy_(logits[rows])  # (C, V)
             g.sub_(lse[rows, None]).exp_().sub_(eps / vocab)  # softmax - eps / V
             g.scatter_add_(1, safe[rows, None], g.new_full((g.size(0), 1), eps - 1.0))
             grad[rows] = g.mul_(scale[rows, None])
         return grad, None, None, None
+
+
+def _workspace(logits: Tensor) -> Tensor:
+    """One fp32 buffer of a chunk's size for all chunks of a call: a fresh 32 MiB tensor
+    per chunk and operation cost more in page faults than the arithmetic on it (the
+    profile in README, "Performance")."""
+    rows = min(logits.size(0), _chunks(logits)[0].stop if logits.size(0) else 0)
+    return torch.empty(rows, logits.size(-1), dtype=torch.float32, device=logits.device)
+
+
+def _logsumexp_(z: Tensor) -> Tensor:
+    """log sum_j exp z_j per row, computed in place in ``z`` (which it overwrites)."""
+    top = z.amax(dim=-1, keepdim=True)  # (C, 1)
+    top.masked_fill_(~torch.isfinite(top), 0.0)  # rows of -inf or inf: no shift
+    return z.sub_(top).exp_().sum(dim=-1).log_().add_(top.squeeze(1))  # (C,)
 
 
 def _chunks(logits: Tensor) -> list[slice]:
