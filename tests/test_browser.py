@@ -42,6 +42,15 @@ def page_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def torch_page_url(tmp_path_factory):
+    """The page served from the PyTorch checkpoint itself, which applies glossaries."""
+    root = tmp_path_factory.mktemp("browser-torch")
+    service = load_service(trained_tiny.trained_checkpoint(root), ServeOptions(beam=2))
+    with serve_in_thread(create_app(service)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -108,6 +117,23 @@ def test_glossary_and_keep_markup_reach_the_api(browser, page_url) -> None:
     page.get_by_label("Glossary").fill("kein Trenner")
     page.locator("#translate").click()
     expect(page.locator("#error")).to_contain_text("glossary line 1")
+
+
+def test_the_glossary_box_puts_its_terms_into_the_translation(browser, torch_page_url) -> None:
+    source, reference = trained_tiny.sources()[2], trained_tiny.references()[2]
+    assert "girl" in reference and "child" not in reference  # the model's own choice
+    page = browser.new_page()
+    page.goto(torch_page_url + "/")
+    page.locator("#glossary-box summary").click()
+    page.get_by_label("Glossary").fill("Mädchen\tchild\n")
+    page.locator("#source").fill(source)
+    page.locator("#translate").click()
+    output = page.locator("#output .translation")
+    expect(output).to_contain_text("child", timeout=20_000)
+    assert page.locator("#error").inner_text() == ""
+    page.get_by_label("Glossary").fill("")  # an empty box: the model's own translation
+    page.locator("#translate").click()
+    expect(output).to_have_text([reference], timeout=20_000)
 
 
 def test_a_text_file_comes_back_translated_line_for_line(browser, page_url) -> None:
