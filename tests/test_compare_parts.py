@@ -11,6 +11,7 @@ import sacrebleu
 import torch
 
 from nmt.artifacts.rundir import RunDir
+from nmt.compare.evaluation import TestSet as SetFiles  # not a test class
 from nmt.compare.evaluation import pick_sentence, score_test_set
 from nmt.compare.report import render_markdown, write_report
 from nmt.compare.runs import (
@@ -290,7 +291,7 @@ def test_score_test_set_writes_hypotheses_and_matches_sacrebleu(tmp_path: Path) 
     src.write_text("\n".join(trained_tiny.sources()[:6] + unseen) + "\n", encoding="utf-8")
     ref.write_text("\n".join(trained_tiny.references()[:6] + unseen_ref) + "\n", encoding="utf-8")
     hyp_path = tmp_path / "out" / "t.beam1.en"
-    result = score_test_set(translator, src, ref, hyp_path)
+    result = score_test_set(translator, SetFiles("t", "de-en", src, ref), hyp_path)
     hyps = hyp_path.read_text(encoding="utf-8").splitlines()
     refs = ref.read_text(encoding="utf-8").splitlines()
     assert len(hyps) == 10 and hyps[:6] == trained_tiny.references()[:6]
@@ -307,7 +308,7 @@ def test_score_test_set_refuses_files_of_different_lengths(tmp_path: Path) -> No
     src.write_text("a\nb\n", encoding="utf-8")
     ref.write_text("a\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="has 2 lines but"):
-        score_test_set(None, src, ref, tmp_path / "h")  # refused before any translation
+        score_test_set(None, SetFiles("t", "de-en", src, ref), tmp_path / "h")  # refused first
     assert not (tmp_path / "h").exists()
 
 

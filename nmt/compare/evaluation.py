@@ -106,10 +106,10 @@ def score_test_set(translator: Translator, test: TestSet, hyp_path: Path) -> dic
     """Translate the set's source (timed) into its target language, write the output to
     ``hyp_path``, score it against the reference."""
     src, ref = test.src, test.ref
-    translator = translator.for_target(test.tgt_lang)
     sources, refs = read_lines(src), read_lines(ref)
-    if len(sources) != len(refs):
+    if len(sources) != len(refs):  # before anything is translated
         raise ConfigError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
+    translator = translator.for_target(test.tgt_lang)
     start = time.perf_counter()
     hyps = translator.translate_lines(sources)
     seconds = time.perf_counter() - start
