@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmt.artifacts.checkpoint import CheckpointError
 from nmt.config import TrainConfig
 from nmt.data.store.batches import EpochPlan, plan_in_memory
 from nmt.data.store.corpus import StoreCorpus
@@ -83,8 +84,14 @@ def rank_batches(plan: EpochPlan, ctx: DistContext) -> list[np.ndarray]:
 
 
 def _write(root: Path, corpus: StoreCorpus, key: dict) -> EpochPlan:
+    """Plan the epoch into ``root``; a run directory that cannot be written is the
+    one-line error the checkpoints' check gives (the plan is the first file written)."""
     start = time.monotonic()
-    plan = write_plan(root, corpus, key)
+    try:
+        plan = write_plan(root, corpus, key)
+    except OSError as e:
+        run_dir = root.parent
+        raise CheckpointError(f"run directory {run_dir} is not writable: {e.strerror or e}") from e
     log.info(
         "epoch %d planned: %s batches of %s pairs in %.1f s (%s)",
         *(key["epoch"] + 1, f"{len(plan):,}", f"{key['pairs']:,}", time.monotonic() - start),
