@@ -20,8 +20,12 @@ from tests.conftest import REPO
 def _child(tmp_path: Path, body: str, install: bool = True) -> subprocess.Popen:
     """``python -m`` of a module (as ``python -m nmt`` and torchrun run nmt) that installs
     nmt's handlers and runs ``body``, which prints 'ready' once a signal is expected."""
-    code = "import sys\nfrom nmt import interrupts\n"
-    code += "interrupts.install()\n" if install else ""
+    code = "import signal, sys\nfrom nmt import interrupts\n"
+    # Without nmt's handler the child must start as Python does in a shell, with the
+    # default SIGINT handler: a SIGINT disposition of "ignore" is inherited across exec, and
+    # an earlier test of the full suite leaves the pytest process ignoring SIGINT.
+    default = "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    code += "interrupts.install()\n" if install else default
     code += textwrap.dedent(body)
     (tmp_path / "child.py").write_text(code, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
