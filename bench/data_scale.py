@@ -157,16 +157,16 @@ def _has_update(metrics: Path) -> bool:
         return False
 
 
-def run_measured(cmd: list[str], run_dir: Path | None = None, workers_only: bool = False) -> dict:
-    """Run ``cmd``; wall time, CPU time, peak RSS (kernel's, of the largest process) and
-    the sampled peaks, and the time to the first update when ``run_dir`` is a run."""
+def run_sampled(cmd: list[str], make_sampler) -> tuple[threading.Thread, str, float, object]:
+    """Run ``cmd`` with ``make_sampler(pid, start)`` (a thread with a ``stop`` event)
+    watching it; the sampler, the output, the wall seconds and the rusage. Exits with the
+    output's tail if ``cmd`` fails."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    metrics = (run_dir or Path("/nonexistent")) / "metrics.jsonl"
-    sampler = Sampler(proc.pid, metrics, start, workers_only)
+    sampler = make_sampler(proc.pid, start)
     sampler.start()
     output = proc.stdout.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
@@ -175,6 +175,16 @@ def run_measured(cmd: list[str], run_dir: Path | None = None, workers_only: bool
     sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{output[-3000:]}")
+    return sampler, output, wall, usage
+
+
+def run_measured(cmd: list[str], run_dir: Path | None = None, workers_only: bool = False) -> dict:
+    """Run ``cmd``; wall time, CPU time, peak RSS (kernel's, of the largest process) and
+    the sampled peaks, and the time to the first update when ``run_dir`` is a run."""
+    metrics = (run_dir or Path("/nonexistent")) / "metrics.jsonl"
+    sampler, output, wall, usage = run_sampled(
+        cmd, lambda pid, start: Sampler(pid, metrics, start, workers_only)
+    )
     return {
         "wall_s": round(wall, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),

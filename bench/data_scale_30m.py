@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -183,20 +182,9 @@ def measure_torchrun(data: Path, prefix: Path, work: Path, name: str, processes:
     cmd = [*launch, "--nproc-per-node", str(processes), "-m", "nmt", "train"]
     cmd += [str(data_scale.CONFIG), "--out", str(run), "--device", "cpu"]
     cmd += data_scale.sets(data, prefix, data_scale.TRAIN_SETS)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    sampler, output, wall, usage = data_scale.run_sampled(
+        cmd, lambda pid, start: WorkerPeaks(pid, run / "metrics.jsonl", start)
     )
-    sampler = WorkerPeaks(proc.pid, run / "metrics.jsonl", start)
-    sampler.start()
-    output = proc.stdout.read().decode(errors="replace")
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    sampler.stop.set()
-    sampler.join()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{output[-3000:]}")
     workers = sampler.workers()
     plan_bytes = sum(p.stat().st_size for p in (run / "plans").rglob("order.bin"))
     shutil.rmtree(run, ignore_errors=True)

@@ -138,6 +138,16 @@ def _interrupt_after(monkeypatch, chunks: int) -> None:
     monkeypatch.setattr(Translator, "translate_chunk", translate_chunk)
 
 
+def _plain_then_interrupted(args: list[str], out: Path, plain: Path, monkeypatch, chunks: int):
+    """Translate ``args`` uninterrupted into ``plain``, then into ``out`` with --resume,
+    interrupted after ``chunks`` chunks; the interrupted run's result."""
+    whole = CliRunner().invoke(app, [*args, "-o", str(plain)])
+    assert whole.exit_code == 0, whole.output
+    with monkeypatch.context() as m:
+        _interrupt_after(m, chunks)
+        return CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
+
+
 def test_interrupted_says_how_to_continue_and_refuses_another_input(
     model: Path, tmp_path: Path, monkeypatch, tok
 ) -> None:
@@ -185,11 +195,7 @@ def test_guided_markup_and_split_lines_resume_identically(
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     args = ["translate", str(model), "-i", str(src), "--chunk-lines", "6", "--markup", "xml"]
     args += ["--split-sentences", "on", *guidance_files(tmp_path, lines)]
-    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain.en")])
-    assert plain.exit_code == 0, plain.output
-    with monkeypatch.context() as m:
-        _interrupt_after(m, 2)
-        stopped = CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
+    stopped = _plain_then_interrupted(args, out, tmp_path / "plain.en", monkeypatch, 2)
     assert stopped.exit_code == 130 and "holds 12 of 40" in stopped.output
     glossary = tmp_path / "terms.tsv"
     terms = glossary.read_text(encoding="utf-8")
@@ -217,11 +223,7 @@ def test_nbest_lists_and_gzip_input_resume_identically(
     out = tmp_path / "out.en"
     args = ["translate", str(model), "-i", str(src), "--beam", "2", "--nbest", "2"]
     args += ["--chunk-lines", "4"] + (guidance_files(tmp_path, lines) if guided else [])
-    plain = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "plain.en")])
-    assert plain.exit_code == 0, plain.output
-    with monkeypatch.context() as m:
-        _interrupt_after(m, 2)
-        stopped = CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
+    stopped = _plain_then_interrupted(args, out, tmp_path / "plain.en", monkeypatch, 2)
     assert stopped.exit_code == 130 and "holds 8" in stopped.output
     resumed = CliRunner().invoke(app, [*args, "-o", str(out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
