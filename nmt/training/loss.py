@@ -73,7 +73,7 @@ def _workspace(logits: Tensor) -> Tensor:
     """One fp32 buffer of a chunk's size for all chunks of a call: a fresh 32 MiB tensor
     per chunk and operation cost more in page faults than the arithmetic on it (the
     profile in README, "Performance")."""
-    rows = min(logits.size(0), _chunks(logits)[0].stop if logits.size(0) else 0)
+    rows = min(logits.size(0), _chunk_rows(logits))
     return torch.empty(rows, logits.size(-1), dtype=torch.float32, device=logits.device)
 
 
@@ -84,8 +84,12 @@ def _logsumexp_(z: Tensor) -> Tensor:
     return z.sub_(top).exp_().sum(dim=-1).log_().add_(top.squeeze(1))  # (C,)
 
 
+def _chunk_rows(logits: Tensor) -> int:
+    return CHUNK_ROWS if logits.device.type == "cpu" else GPU_CHUNK_ROWS
+
+
 def _chunks(logits: Tensor) -> list[slice]:
-    n, size = logits.size(0), CHUNK_ROWS if logits.device.type == "cpu" else GPU_CHUNK_ROWS
+    n, size = logits.size(0), _chunk_rows(logits)
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 

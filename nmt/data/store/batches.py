@@ -219,8 +219,7 @@ def epoch_rows(corpus: StoreCorpus, seed: int, epoch: int) -> np.ndarray | None:
 
 def epoch_size(corpus: StoreCorpus, seed: int, epoch: int) -> int:
     """How many pairs the epoch's plan holds."""
-    rows = epoch_rows(corpus, seed, epoch)
-    return len(corpus) if rows is None else len(rows)
+    return len(corpus) if corpus.mixture is None else corpus.mixture.epoch_size()
 
 
 def plan_in_memory(corpus: StoreCorpus, batch_tokens: int, seed: int, epoch: int) -> EpochPlan:

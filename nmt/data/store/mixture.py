@@ -54,14 +54,23 @@ class Mixture:
     sizes: np.ndarray  # (D,) int64: its pairs
     weights: np.ndarray  # (D,) float64: p_d, summing to 1
 
+    def wanted(self) -> list[int]:
+        """Pairs drawn from each direction per epoch: ``round(p_d * N)`` (0 for an empty
+        direction); the same every epoch, only which pairs changes."""
+        total = int(self.sizes.sum())
+        return [int(round(p * total)) if size else 0 for size, p in zip(self.sizes, self.weights)]
+
+    def epoch_size(self) -> int:
+        """Pairs in every epoch's draw (:meth:`epoch_rows` without drawing them)."""
+        return sum(self.wanted())
+
     def epoch_rows(self, seed: int, epoch: int) -> np.ndarray:
         """The rows of one epoch, ``round(p_d * N)`` of direction d (order irrelevant:
         batching shuffles them)."""
         rng = np.random.default_rng([seed, epoch])
-        total, rows = int(self.sizes.sum()), []
-        for start, size, p in zip(self.starts, self.sizes, self.weights):
-            want = int(round(p * total))
-            if size == 0 or want == 0:
+        rows = []
+        for start, size, want in zip(self.starts, self.sizes, self.wanted()):
+            if want == 0:
                 continue
             repeats, rest = divmod(want, int(size))
             local = np.concatenate(
@@ -111,7 +120,7 @@ def join_corpora(parts: list[StoreCorpus], names: list[str], temperature: float)
     sizes = np.array([len(c) for c in parts], dtype=np.int64)
     weights = direction_weights(sizes, temperature)
     joined.mixture = Mixture(tuple(names), joined.src.starts, sizes, weights)
-    per_epoch = [int(round(p * sizes.sum())) for p in weights]
+    per_epoch = joined.mixture.wanted()
     log.info(
         "directions (temperature %g): %s",
         temperature,
