@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,32 @@ def tiny_model(backbone: str, tok: Tokenizer, seed: int = 0) -> Seq2Seq:
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+_GUARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE)
+
+
+@pytest.fixture(autouse=True)
+def _signals_left_as_found():
+    """Every test leaves the pytest process's signal handlers and mask as it found them.
+
+    A handler or an "ignore" left behind is inherited by every later child process (an
+    ignored SIGINT survives exec), and makes the Ctrl-C tests fail only in the full suite.
+    The guard puts the state back, then fails the test that changed it, naming what changed.
+    """
+    handlers = {sig: signal.getsignal(sig) for sig in _GUARDED_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    changed = [
+        f"{signal.Signals(sig).name}: {before!r} -> {signal.getsignal(sig)!r}"
+        for sig, before in handlers.items()
+        if signal.getsignal(sig) is not before
+    ]
+    now_mask = signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if now_mask != mask:
+        changed.append(f"blocked signals: {sorted(mask)} -> {sorted(now_mask)}")
+    for sig, before in handlers.items():
+        if before is not None:
+            signal.signal(sig, before)
+    if changed:
+        pytest.fail("the test left signal state changed: " + "; ".join(changed))

@@ -22,8 +22,8 @@ def _child(tmp_path: Path, body: str, install: bool = True) -> subprocess.Popen:
     nmt's handlers and runs ``body``, which prints 'ready' once a signal is expected."""
     code = "import signal, sys\nfrom nmt import interrupts\n"
     # Without nmt's handler the child must start as Python does in a shell, with the
-    # default SIGINT handler: a SIGINT disposition of "ignore" is inherited across exec, and
-    # an earlier test of the full suite leaves the pytest process ignoring SIGINT.
+    # default SIGINT handler, whatever the parent's: a SIGINT disposition of "ignore" is
+    # inherited across exec (tests/conftest.py fails a test that leaves pytest so).
     default = "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     code += "interrupts.install()\n" if install else default
     code += textwrap.dedent(body)
