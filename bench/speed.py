@@ -79,10 +79,11 @@ def measure_translation(run: Path, variant: str, beam: int, data: Path, limit: i
     }
 
 
-def run_child(args: list[str]) -> dict:
-    """One measurement in a fresh interpreter; its JSON result comes back on stdout."""
+def run_child(args: list[str], env: dict[str, str] | None = None) -> dict:
+    """One measurement in a fresh interpreter (``env``: its environment, e.g. an allocator
+    in LD_PRELOAD); its JSON result comes back on stdout."""
     cmd = [sys.executable, __file__, "--child", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.splitlines()[-1])
