@@ -9,6 +9,7 @@ One tiny multilingual run (de->en and de->fr on the fixtures, a few steps) is tr
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -292,7 +293,7 @@ def test_compare_lists_every_direction_beside_the_bilingual_run(compared: Path) 
 
 
 # --- paper-comparable BLEU -----------------------------------------------------------------------
-def test_moses_lc_bleu_by_hand(tmp_path: Path) -> None:
+def test_moses_lc_bleu_by_hand(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """One sentence pair, scored as Multi30k papers score (hand-checked):
 
     hyp ``The dog's well-known toy.`` -> ``the dog 's well @-@ known toy .`` (8 tokens)
@@ -306,10 +307,15 @@ def test_moses_lc_bleu_by_hand(tmp_path: Path) -> None:
     ``well-known`` whole) scores far lower.
     """
     hyp, ref = tmp_path / "hyp.en", tmp_path / "ref.en"
-    hyp.write_text("The dog's well-known toy.\n", encoding="utf-8")
-    ref.write_text("the dog's well-known ball.\n", encoding="utf-8")
+    # 100 copies score as one (every count scales alike) and reach the 100 lines ending in
+    # " ." after which sacreBLEU warns of tokenized input, which moses-lc scores on purpose.
+    hyp.write_text("The dog's well-known toy.\n" * 100, encoding="utf-8")
+    ref.write_text("the dog's well-known ball.\n" * 100, encoding="utf-8")
     args = ["evaluate", "--hyp", hyp, "--ref", ref, "--json"]
-    paper = json.loads(nmt(*args, "--tokenize", "moses-lc", "--tgt-lang", "en").stdout)
+    with caplog.at_level(logging.WARNING, logger="sacrebleu"):
+        run = nmt(*args, "--tokenize", "moses-lc", "--tgt-lang", "en")
+    assert not [r for r in caplog.records if "detokenize" in r.getMessage()]
+    paper = json.loads(run.stdout)
     assert round(paper["bleu"], 2) == round(100 / math.sqrt(2), 2) == 70.71
     assert "87.5/71.4/66.7/60.0" in paper["bleu_detail"]
     signature = paper["bleu_signature"]

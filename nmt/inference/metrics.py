@@ -71,7 +71,7 @@ def _bleu(hyps: list[str], refs: list[str], tokenize: str, lang: str | None) -> 
         return bleu.corpus_score(hyps, [refs]), str(bleu.get_signature())
     if not lang:
         raise UsageError("--tokenize moses-lc needs the language of the text: give --tgt-lang")
-    bleu = BLEU(tokenize="none", lowercase=True)
+    bleu = BLEU(tokenize="none", lowercase=True, force=True)  # tokenized on purpose: no warning
     scored = bleu.corpus_score(moses_lc(hyps, lang), [moses_lc(refs, lang)])
     moses = f"+moses-lc-aggressive|lang:{lang}|sacremoses:{version('sacremoses')}"
     return scored, f"{bleu.get_signature()}{moses}"
