@@ -42,11 +42,16 @@ def main() -> None:
     parser.add_argument("--data", default="data/multi30k")
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--beams", nargs="+", type=int, default=[1, 5])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument(
+        "--allocators", nargs="+", default=list(ALLOCATORS[1:]), help="set beside the system's"
+    )
     parser.add_argument("--json", default=None)
     opts = parser.parse_args()
-    envs = {name: allocator_env(name) for name in ALLOCATORS}
+    envs = {name: allocator_env(name) for name in ("system", *opts.allocators)}
     envs = {name: env for name, env in envs.items() if env is not None}
-    cases = [(beam, precision) for beam in (1, 5) for precision in ("fp32", "bf16")]
+    cases = [(beam, precision) for beam in opts.beams for precision in opts.precisions]
     best: dict[str, dict] = {}
     for _ in range(opts.repeats):
         for beam, precision in cases:
@@ -80,6 +85,7 @@ def main() -> None:
         report = {
             "run": opts.run, "sentences": opts.sentences, "repeats": opts.repeats,
             "host": platform.processor() or platform.machine(), "results": rows,
+            "tcmalloc_env": {k: v for k, v in os.environ.items() if k.startswith("TCMALLOC")},
         }  # fmt: skip
         Path(opts.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
