@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
+from profile_train import host
 from speed import REPO, run_child
 
 sys.path.insert(0, str(REPO))  # run from the repository without installing it
@@ -52,20 +52,20 @@ def main() -> None:
     envs = {name: allocator_env(name) for name in ("system", *opts.allocators)}
     envs = {name: env for name, env in envs.items() if env is not None}
     cases = [(beam, precision) for beam in opts.beams for precision in opts.precisions]
-    best: dict[str, dict] = {}
+    best: dict[tuple[int, str, str], dict] = {}  # (beam, precision, allocator) -> fastest
     for _ in range(opts.repeats):
         for beam, precision in cases:
             for name, env in envs.items():
                 args = ["translate", opts.run, precision, str(beam), opts.data, str(opts.sentences)]
                 out = run_child(args, env)
-                key = f"beam{beam} {precision} {name}"
+                key = (beam, precision, name)
                 if key not in best or out["sentences_per_s"] > best[key]["sentences_per_s"]:
                     best[key] = out
     rows = []
     for beam, precision in cases:
-        base = best[f"beam{beam} {precision} system"]
+        base = best[beam, precision, "system"]
         for name in envs:
-            out = best[f"beam{beam} {precision} {name}"]
+            out = best[beam, precision, name]
             rows.append({
                 "beam": beam, "precision": precision, "allocator": name,
                 "sentences_per_s": round(out["sentences_per_s"], 1),
@@ -84,7 +84,7 @@ def main() -> None:
     if opts.json:
         report = {
             "run": opts.run, "sentences": opts.sentences, "repeats": opts.repeats,
-            "host": platform.processor() or platform.machine(), "results": rows,
+            "host": host(), "results": rows,
             "tcmalloc_env": {k: v for k, v in os.environ.items() if k.startswith("TCMALLOC")},
         }  # fmt: skip
         Path(opts.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
