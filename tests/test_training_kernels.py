@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.models.dropout import Dropout, dropout, keep_mask
+from nmt.models.dropout import Dropout, add, dropout, keep_mask
 from nmt.training.loss import CHUNK_ROWS, smoothed_cross_entropy
 
 PAD = 1
@@ -67,3 +67,27 @@ def test_dropout_is_identity_in_eval_and_at_zero():
     assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.5)
+
+
+def test_residual_add_is_x_plus_dropout_of_y_with_the_same_mask():
+    torch.manual_seed(0)
+    x = torch.randn(200, 300, requires_grad=True)  # fp32 residual stream
+    y = torch.randn(200, 300).bfloat16().requires_grad_()  # a bf16 sublayer output
+    torch.manual_seed(5)
+    out = add(x, y, 0.3, training=True)
+    torch.manual_seed(5)
+    keep = keep_mask(y.shape, 0.3)  # the mask add() drew from the same generator state
+    assert out.dtype == torch.float32  # promoted, as x + y is
+    assert keep.float().mean().item() == pytest.approx(0.7, abs=0.01)
+    torch.testing.assert_close(out, x + y.float() * keep / 0.7)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones_like(x))
+    torch.testing.assert_close(y.grad.float(), keep.float() / 0.7, atol=4e-3, rtol=0.0)
+
+
+def test_residual_add_is_plain_sum_in_eval_and_at_zero():
+    x, y = torch.randn(10, 10), torch.randn(10, 10)
+    layer = Dropout(0.5).eval()
+    assert torch.equal(layer.add(x, y), x + y)
+    assert torch.equal(add(x, y, 0.0, training=True), x + y)
+    assert torch.equal(add(x, y, 1.0, training=True), x)

@@ -87,7 +87,7 @@ class Residual(nn.Module):
 
     def after(self, x: Tensor, y: Tensor) -> Tensor:
         """Add the dropped-out sublayer output ``y`` to ``x``; normalise after (post-norm)."""
-        x = x + self.drop(y)  # (B, T, D)
+        x = self.drop.add(x, y)  # (B, T, D) = x + Dropout(y)
         return x if self.pre else self.norm(x)
 
 

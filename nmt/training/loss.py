@@ -12,10 +12,14 @@ softmax(z) - (1 - eps) * onehot(t) - eps / V.
 Written as ``F.cross_entropy(logits.float(), ...)``, autograd makes an fp32 copy of the
 (tokens x vocabulary) logits, stores the fp32 log-softmax for the backward pass, fills a
 zero gradient and converts it back to bf16: several passes over the largest tensor of a
-small model's step. Here the forward keeps only one number per row (lse) and the backward
+small model's step. Here the forward keeps nothing of that size (the loss needs only each
+row's log-softmax at the target and its sum) and the backward recomputes the softmax and
 writes the gradient directly in the logits' dtype, in row chunks so that the fp32
-temporaries stay small. Padding positions (``ignore_index``) add nothing and get zero
-gradient. Values and gradients equal ``F.cross_entropy`` with ``reduction="sum"``.
+temporaries stay small. Both go through PyTorch's fused ``log_softmax``/``softmax``
+kernels, whose vectorised exponential is faster on CPU than a hand-written
+``sub_(lse).exp_()`` (README, "Performance"; ``bench/training_kernels.py``). Padding
+positions (``ignore_index``) add nothing and get zero gradient. Values and gradients equal
+``F.cross_entropy`` with ``reduction="sum"``.
 """
 
 from __future__ import annotations
@@ -40,30 +44,28 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         keep = (target != ignore_index).float()  # (N,)
         safe = target.masked_fill(target == ignore_index, 0)  # (N,) valid gather indices
         vocab = logits.size(-1)
-        lse = torch.empty(logits.size(0), dtype=torch.float32, device=logits.device)  # (N,)
         total = logits.new_zeros((), dtype=torch.float32)
         work = _workspace(logits)  # (C, V) fp32, reused by every chunk
         for rows in _chunks(logits):
             z = work[: rows.stop - rows.start].copy_(logits[rows])  # (C, V)
-            z_t = z.gather(1, safe[rows, None]).squeeze(1)  # (C,)
-            z_sum = z.sum(dim=-1)  # (C,)
-            lse[rows] = _logsumexp_(z)  # (C,); z is overwritten
-            per_row = lse[rows] - (1.0 - eps) * z_t - (eps / vocab) * z_sum  # (C,)
+            log_p = torch.log_softmax(z, dim=-1)  # (C, V) = z - lse
+            log_p_t = log_p.gather(1, safe[rows, None]).squeeze(1)  # (C,)
+            per_row = -(1.0 - eps) * log_p_t - (eps / vocab) * log_p.sum(dim=-1)  # (C,)
             total += (per_row * keep[rows]).sum()
-        ctx.save_for_backward(logits, safe, keep, lse)
+        ctx.save_for_backward(logits, safe, keep)
         ctx.eps = eps
         return total
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
-        logits, safe, keep, lse = ctx.saved_tensors
+        logits, safe, keep = ctx.saved_tensors
         eps, vocab = ctx.eps, logits.size(-1)
         grad = torch.empty_like(logits)  # (N, V) in the logits' dtype
         scale = keep * grad_out  # (N,) zero on padding
         work = _workspace(logits)  # (C, V) fp32, reused by every chunk
         for rows in _chunks(logits):
-            g = work[: rows.stop - rows.start].copy_(logits[rows])  # (C, V)
-            g.sub_(lse[rows, None]).exp_().sub_(eps / vocab)  # softmax - eps / V
+            z = work[: rows.stop - rows.start].copy_(logits[rows])  # (C, V)
+            g = torch.softmax(z, dim=-1).sub_(eps / vocab)  # (C, V) softmax - eps / V
             g.scatter_add_(1, safe[rows, None], g.new_full((g.size(0), 1), eps - 1.0))
             grad[rows] = g.mul_(scale[rows, None])
         return grad, None, None, None
@@ -75,13 +77,6 @@ def _workspace(logits: Tensor) -> Tensor:
     profile in README, "Performance")."""
     rows = min(logits.size(0), _chunk_rows(logits))
     return torch.empty(rows, logits.size(-1), dtype=torch.float32, device=logits.device)
-
-
-def _logsumexp_(z: Tensor) -> Tensor:
-    """log sum_j exp z_j per row, computed in place in ``z`` (which it overwrites)."""
-    top = z.amax(dim=-1, keepdim=True)  # (C, 1)
-    top.masked_fill_(~torch.isfinite(top), 0.0)  # rows of -inf or inf: no shift
-    return z.sub_(top).exp_().sum(dim=-1).log_().add_(top.squeeze(1))  # (C,)
 
 
 def _chunk_rows(logits: Tensor) -> int:
