@@ -112,11 +112,15 @@ def dropout_candidates(p: float) -> dict[str, Callable]:
 
 
 def best_ms(candidates: dict[str, Callable], inputs: tuple[Tensor, ...], repeats: int) -> dict:
-    """Best forward + backward milliseconds of each candidate, interleaved."""
+    """Best forward + backward milliseconds of each candidate, interleaved; each round
+    starts with the next candidate, since the position in a round moved the figures."""
     leaves = [t for t in inputs if t.requires_grad]
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats + 1):  # the first round warms up
-        for name, fn in candidates.items():
+    names = list(candidates)
+    for round_ in range(repeats + 1):  # the first round warms up
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = candidates[name]
             start = time.perf_counter()
             fn(*inputs).sum().backward()
             times[name].append(time.perf_counter() - start)
