@@ -176,6 +176,20 @@ def test_the_multilingual_config_covers_the_four_languages() -> None:
     assert langs == {"de", "en", "fr", "cs"} and cfg.data.sampling_temperature > 1
 
 
+def test_the_en_cs_multilingual_config_is_the_bilingual_recipe_for_two_directions() -> None:
+    """Compared with en-cs/cs-en, it may differ only in its data, budget and validation interval."""
+    cfg = to_dict(load_config(REPO / "configs" / "multi30k" / "multilingual" / "en-cs.yaml"))
+    bilingual = to_dict(load_config(REPO / "configs" / "multi30k" / "en-cs" / "transformer.yaml"))
+    assert cfg["data"]["directions"] == ["en-cs", "cs-en"]
+    assert cfg["train"]["max_minutes"] == 2 * bilingual["train"]["max_minutes"]
+    assert cfg["train"]["valid_every"] == 2 * bilingual["train"]["valid_every"]
+    for key in ("directions", "src_lang", "tgt_lang"):
+        cfg["data"].pop(key), bilingual["data"].pop(key)
+    for key in ("max_minutes", "valid_every"):
+        cfg["train"].pop(key), bilingual["train"].pop(key)
+    assert cfg == bilingual
+
+
 # --- training ------------------------------------------------------------------------------------
 def test_validation_reports_every_direction_and_selects_by_their_mean(multi_run: Path) -> None:
     records = [json.loads(x) for x in (multi_run / "metrics.jsonl").read_text().splitlines()]
