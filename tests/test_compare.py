@@ -155,7 +155,16 @@ def test_second_run_reuses_the_runs(compared: Path, tmp_path: Path) -> None:
     assert len(results["runs"]) == 3
 
 
-@pytest.mark.parametrize("name", ["multi30k-de-en", "multi30k-en-de", "multi30k-de-en-15min"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "multi30k-de-en",
+        "multi30k-en-de",
+        "multi30k-de-en-15min",
+        "multi30k-ml-en-cs",
+        "multi30k-en-cs-multilingual",  # nmt compare --merge's report
+    ],
+)
 def test_committed_reports_render_again_from_their_results(tmp_path: Path, name: str) -> None:
     committed = REPO / "bench" / "results" / name
     shutil.copy(committed / "results.json", tmp_path / "results.json")

@@ -176,11 +176,15 @@ def test_the_multilingual_config_covers_the_four_languages() -> None:
     assert langs == {"de", "en", "fr", "cs"} and cfg.data.sampling_temperature > 1
 
 
-def test_the_en_cs_multilingual_config_is_the_bilingual_recipe_for_two_directions() -> None:
-    """Compared with en-cs/cs-en, it may differ only in its data, budget and validation interval."""
-    cfg = to_dict(load_config(REPO / "configs" / "multi30k" / "multilingual" / "en-cs.yaml"))
-    bilingual = to_dict(load_config(REPO / "configs" / "multi30k" / "en-cs" / "transformer.yaml"))
-    assert cfg["data"]["directions"] == ["en-cs", "cs-en"]
+@pytest.mark.parametrize("pair", ["en-cs", "de-en"])
+def test_a_two_direction_config_is_the_bilingual_recipe_for_both(pair: str) -> None:
+    """Compared with the pair's bilingual config, it may differ only in its data, budget and
+    validation interval."""
+    src, tgt = pair.split("-")
+    configs = REPO / "configs" / "multi30k"
+    cfg = to_dict(load_config(configs / "multilingual" / f"{pair}.yaml"))
+    bilingual = to_dict(load_config(configs / pair / "transformer.yaml"))
+    assert cfg["data"]["directions"] == [pair, f"{tgt}-{src}"]
     assert cfg["train"]["max_minutes"] == 2 * bilingual["train"]["max_minutes"]
     assert cfg["train"]["valid_every"] == 2 * bilingual["train"]["valid_every"]
     differ = {

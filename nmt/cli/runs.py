@@ -40,8 +40,23 @@ def compare(
     report_only: Annotated[
         bool, typer.Option(help="Only render OUT/RESULTS.md again from OUT/results.json.")
     ] = False,
+    merge: Annotated[
+        list[Path],
+        typer.Option(
+            "--merge",
+            help="A finished comparison's --out folder (repeatable): report their runs side "
+            "by side in OUT, by direction; trains and translates nothing.",
+        ),
+    ] = None,
 ) -> None:
     """Train (or reuse) each config, evaluate all alike; write RESULTS.md, results.json, plots."""
+    if merge:
+        from nmt.compare.merge import merge_comparisons
+
+        if configs or report_only:
+            raise UsageError("--merge takes finished comparisons: give no configs or --report-only")
+        typer.echo(f"wrote {merge_comparisons(merge, out)}")
+        return
     if report_only:
         from nmt.compare.report import write_report
 

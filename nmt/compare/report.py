@@ -92,6 +92,7 @@ def _md_main(results: dict) -> list[str]:
         f"Generated {results['generated']} by `nmt compare` "
         + (f"(budget {budget:g} minutes per run)." if budget is not None else "(config budgets)."),
         "",
+        *_md_merged_from(results.get("merged_from")),
         f"Test scores: sacreBLEU on detokenized output, beam {beam} with each config's length "
         "penalty, best checkpoint by greedy validation BLEU (the test sets never select "
         "anything). Speed: sentences/s translating the whole test set, fp32, "
@@ -101,6 +102,15 @@ def _md_main(results: dict) -> list[str]:
         "",
     ]
     return lines + _md_signatures(runs)
+
+
+def _md_merged_from(sources: list[dict] | None) -> list[str]:
+    """The comparisons a merged report copies its runs from (nothing was measured again)."""
+    if not sources:
+        return []
+    where = [f"- `{s['folder']}`, generated {s['generated']}" for s in sources]
+    intro = "Merged from these comparisons; each run's figures are copied as they measured them:"
+    return [intro, "", *where, ""]
 
 
 def _md_signatures(runs: list[dict]) -> list[str]:
@@ -132,17 +142,23 @@ def _direction_of(run: dict, test: dict) -> str:
     return test.get("direction") or run["languages"]
 
 
+def _system(run: dict) -> str:
+    """The run's column in the by-direction table: its name, or in a merged report
+    (:mod:`nmt.compare.merge`) the name it had, shared by runs of disjoint directions."""
+    return run.get("system") or run["name"]
+
+
 def _md_directions(runs: list[dict]) -> list[str]:
-    """Direction x system: every direction any run was tested on, one column per run
+    """Direction x system: every direction any run was tested on, one column per system
     (bilingual and multilingual runs side by side). Only when there are several."""
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in runs:
         for key, t in r["test"].items():
             row = (_direction_of(r, t), t.get("test_set", key))
-            cells.setdefault(row, {})[r["name"]] = f"{_fmt(t['bleu'])} / {_fmt(t['chrf'])}"
+            cells.setdefault(row, {})[_system(r)] = f"{_fmt(t['bleu'])} / {_fmt(t['chrf'])}"
     if len({direction for direction, _ in cells}) < 2:
         return []
-    names = [r["name"] for r in runs]
+    names = list(dict.fromkeys(_system(r) for r in runs))
     rows = [
         [d, name, *(found.get(n, "–") for n in names)] for (d, name), found in sorted(cells.items())
     ]
@@ -153,7 +169,19 @@ def _md_directions(runs: list[dict]) -> list[str]:
         "",
         *_md_table(["direction", "test set", *names], rows),
         "",
+        *[f"- `{name}`: {_describe_system(name, runs)}" for name in names],
+        "",
     ]
+
+
+def _describe_system(name: str, runs: list[dict]) -> str:
+    """What a by-direction column holds: one model for its directions, or one per direction."""
+    members = [r for r in runs if _system(r) == name]
+    directions = [sorted({_direction_of(r, t) for t in r["test"].values()}) for r in members]
+    if len(members) == 1:
+        return "one model for " + ", ".join(directions[0])
+    each = [f"`{r['name']}` ({', '.join(d)})" for r, d in zip(members, directions, strict=True)]
+    return "one model per direction: " + ", ".join(each)
 
 
 def _md_plots(results: dict) -> list[str]:
