@@ -48,15 +48,17 @@ def plot_validation_curves(curves: dict[str, list[tuple[float, float]]], path: P
 
 
 def plot_test_bleu(scores: dict[str, dict[str, float]], path: Path) -> Path:
-    """Grouped bars: one group per test set, one bar per run (``scores[run][set]``)."""
+    """Grouped bars: one group per test set, one bar per run (``scores[run][set]``); a run
+    not scored on a set has no bar there (not a bar at 0)."""
     runs = list(scores)
-    sets = list(dict.fromkeys(s for per_run in scores.values() for s in per_run))
+    sets = sorted(dict.fromkeys(s for per_run in scores.values() for s in per_run))
     fig = _figure(max(5.0, 1.5 + len(sets) * (0.5 + 0.4 * len(runs))), 4.5)
     ax = fig.add_subplot()
     width = 0.8 / max(len(runs), 1)
     for i, run in enumerate(runs):
-        xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(sets))]
-        ys = [scores[run].get(s, 0.0) for s in sets]
+        offset = (i - (len(runs) - 1) / 2) * width
+        xs = [j + offset for j, s in enumerate(sets) if s in scores[run]]
+        ys = [scores[run][s] for s in sets if s in scores[run]]
         bars = ax.bar(xs, ys, width, label=run)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(range(len(sets)), sets)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from nmt.cli.app import app
 from nmt.compare.merge import merge_comparisons
-from nmt.compare.report import render_markdown
+from nmt.compare.report import bleu_bar_groups, render_markdown
 from nmt.errors import UsageError
 from tests.conftest import REPO
 from tests.test_compare_parts import RESULTS, _run, _scores, _table
@@ -137,3 +137,17 @@ def test_cli_merges_the_committed_en_cs_reports(tmp_path: Path) -> None:
     config = str(REPO / "configs" / "transformer.yaml")
     both = runner.invoke(app, ["compare", config, *args, "--out", str(tmp_path / "x")])
     assert both.exit_code == 2 and "give no configs" in both.output
+
+
+def test_test_bleu_bars_group_by_test_set_and_direction() -> None:
+    """The bilingual and the multilingual score of one direction stand in one group."""
+    runs = [_bilingual("de-en", 40.0), _multilingual({"de-en": 41.0, "en-de": 37.0})]
+    runs[0]["name"] = "transformer de-en"
+    assert bleu_bar_groups(runs) == {
+        "transformer de-en": {"test_2016_flickr\nde-en": 40.0},
+        "multilingual": {"test_2016_flickr\nde-en": 41.0, "test_2016_flickr\nen-de": 37.0},
+    }
+    single = _run("transformer", "transformer", 30.0, attention=False)  # one direction: as before
+    assert bleu_bar_groups([single]) == {
+        "transformer": {"test_2016_flickr": 30.0, "test_2017_mscoco": 25.0}
+    }

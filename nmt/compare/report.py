@@ -16,10 +16,25 @@ from nmt import plots
 def summary_plots(runs: list[dict], out: Path) -> dict:
     """Validation curves and test BLEU bars of all runs; returns the file names."""
     curves = {r["name"]: [(p["minutes"], p["valid_bleu"]) for p in r["valid_curve"]] for r in runs}
-    bleu = {r["name"]: {s: t["bleu"] for s, t in r["test"].items()} for r in runs}
+    bleu = bleu_bar_groups(runs)
     plots.plot_validation_curves(curves, out / "valid_bleu.png")
     plots.plot_test_bleu(bleu, out / "test_bleu.png")
     return {"valid_bleu": "valid_bleu.png", "test_bleu": "test_bleu.png"}
+
+
+def bleu_bar_groups(runs: list[dict]) -> dict[str, dict[str, float]]:
+    """Test BLEU as ``{run: {group: bleu}}`` for the bar plot: a group is a test set, and
+    its direction too when the runs cover several (a bilingual run's ``test_2016_flickr``
+    and a multilingual run's ``test_2016_flickr.en-cs`` then share the group
+    ``test_2016_flickr`` / ``en-cs``)."""
+    several = len({_direction_of(r, t) for r in runs for t in r["test"].values()}) > 1
+    return {
+        r["name"]: {
+            (f"{t.get('test_set', key)}\n{_direction_of(r, t)}" if several else key): t["bleu"]
+            for key, t in r["test"].items()
+        }
+        for r in runs
+    }
 
 
 def write_report(out: Path, results: dict | None = None) -> Path:
