@@ -22,7 +22,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from nmt.compare.report import summary_plots, write_report
+from nmt.compare.report import direction_of, summary_plots, write_report
 from nmt.compare.runs import now, write_json
 from nmt.errors import UsageError
 
@@ -83,7 +83,7 @@ def _runs_with_folders(sources: list[tuple[Path, dict]]) -> list[tuple[Path, dic
 
 
 def _directions(run: dict) -> set[str]:
-    return {t.get("direction") or run["languages"] for t in run["test"].values()}
+    return {direction_of(run, t) for t in run["test"].values()}
 
 
 def _unique_runs(pairs: list[tuple[Path, dict]]) -> list[dict]:

@@ -27,10 +27,10 @@ def bleu_bar_groups(runs: list[dict]) -> dict[str, dict[str, float]]:
     its direction too when the runs cover several (a bilingual run's ``test_2016_flickr``
     and a multilingual run's ``test_2016_flickr.en-cs`` then share the group
     ``test_2016_flickr`` / ``en-cs``)."""
-    several = len({_direction_of(r, t) for r in runs for t in r["test"].values()}) > 1
+    several = len({direction_of(r, t) for r in runs for t in r["test"].values()}) > 1
     return {
         r["name"]: {
-            (f"{t.get('test_set', key)}\n{_direction_of(r, t)}" if several else key): t["bleu"]
+            (f"{t.get('test_set', key)}\n{direction_of(r, t)}" if several else key): t["bleu"]
             for key, t in r["test"].items()
         }
         for r in runs
@@ -152,7 +152,7 @@ def _md_all_sets(runs: list[dict]) -> list[str]:
     return ["## All test sets", "", *_md_table(header, rows), ""]
 
 
-def _direction_of(run: dict, test: dict) -> str:
+def direction_of(run: dict, test: dict) -> str:
     """A test entry's direction (results written before entries named theirs: the run's)."""
     return test.get("direction") or run["languages"]
 
@@ -169,7 +169,7 @@ def _md_directions(runs: list[dict]) -> list[str]:
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in runs:
         for key, t in r["test"].items():
-            row = (_direction_of(r, t), t.get("test_set", key))
+            row = (direction_of(r, t), t.get("test_set", key))
             cells.setdefault(row, {})[_system(r)] = f"{_fmt(t['bleu'])} / {_fmt(t['chrf'])}"
     if len({direction for direction, _ in cells}) < 2:
         return []
@@ -192,7 +192,7 @@ def _md_directions(runs: list[dict]) -> list[str]:
 def _describe_system(name: str, runs: list[dict]) -> str:
     """What a by-direction column holds: one model for its directions, or one per direction."""
     members = [r for r in runs if _system(r) == name]
-    directions = [sorted({_direction_of(r, t) for t in r["test"].values()}) for r in members]
+    directions = [sorted({direction_of(r, t) for t in r["test"].values()}) for r in members]
     if len(members) == 1:
         return "one model for " + ", ".join(directions[0])
     each = [f"`{r['name']}` ({', '.join(d)})" for r, d in zip(members, directions, strict=True)]
