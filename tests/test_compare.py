@@ -162,7 +162,9 @@ def test_second_run_reuses_the_runs(compared: Path, tmp_path: Path) -> None:
         "multi30k-en-de",
         "multi30k-de-en-15min",
         "multi30k-ml-en-cs",
-        "multi30k-en-cs-multilingual",  # nmt compare --merge's report
+        "multi30k-ml-de-en",
+        "multi30k-en-cs-multilingual",  # nmt compare --merge's reports
+        "multi30k-de-en-multilingual",
     ],
 )
 def test_committed_reports_render_again_from_their_results(tmp_path: Path, name: str) -> None:
