@@ -22,7 +22,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from nmt.compare.report import direction_of, summary_plots, write_report
+from nmt.compare.report import directions_of, summary_plots, write_report
 from nmt.compare.runs import now, write_json
 from nmt.errors import UsageError
 
@@ -82,15 +82,11 @@ def _runs_with_folders(sources: list[tuple[Path, dict]]) -> list[tuple[Path, dic
     return [(folder, run) for folder, results in sources for run in results["runs"]]
 
 
-def _directions(run: dict) -> set[str]:
-    return {direction_of(run, t) for t in run["test"].values()}
-
-
 def _unique_runs(pairs: list[tuple[Path, dict]]) -> list[dict]:
     """The runs, each a copy with a unique ``name`` and its by-direction ``system``."""
     names = Counter(run["name"] for _, run in pairs)
     labelled = Counter((run["name"], run["languages"]) for _, run in pairs)
-    covered = Counter((run["name"], d) for _, run in pairs for d in _directions(run))
+    covered = Counter((run["name"], d) for _, run in pairs for d in directions_of(run))
     runs = []
     for folder, run in pairs:
         name = run["name"]
@@ -98,7 +94,7 @@ def _unique_runs(pairs: list[tuple[Path, dict]]) -> list[dict]:
             name = f"{name} {run['languages']}"
             if labelled[(run["name"], run["languages"])] > 1:
                 name = f"{name} ({folder.name})"
-        shared = any(covered[(run["name"], d)] > 1 for d in _directions(run))
+        shared = any(covered[(run["name"], d)] > 1 for d in directions_of(run))
         runs.append({**run, "name": name, "system": name if shared else run["name"]})
     return runs
 

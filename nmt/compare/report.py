@@ -27,7 +27,7 @@ def bleu_bar_groups(runs: list[dict]) -> dict[str, dict[str, float]]:
     its direction too when the runs cover several (a bilingual run's ``test_2016_flickr``
     and a multilingual run's ``test_2016_flickr.en-cs`` then share the group
     ``test_2016_flickr`` / ``en-cs``)."""
-    several = len({direction_of(r, t) for r in runs for t in r["test"].values()}) > 1
+    several = len(set().union(*map(directions_of, runs))) > 1
     return {
         r["name"]: {
             (f"{t.get('test_set', key)}\n{direction_of(r, t)}" if several else key): t["bleu"]
@@ -157,6 +157,11 @@ def direction_of(run: dict, test: dict) -> str:
     return test.get("direction") or run["languages"]
 
 
+def directions_of(run: dict) -> set[str]:
+    """Every direction the run was tested on."""
+    return {direction_of(run, t) for t in run["test"].values()}
+
+
 def _system(run: dict) -> str:
     """The run's column in the by-direction table: its name, or in a merged report
     (:mod:`nmt.compare.merge`) the name it had, shared by runs of disjoint directions."""
@@ -192,7 +197,7 @@ def _md_directions(runs: list[dict]) -> list[str]:
 def _describe_system(name: str, runs: list[dict]) -> str:
     """What a by-direction column holds: one model for its directions, or one per direction."""
     members = [r for r in runs if _system(r) == name]
-    directions = [sorted({direction_of(r, t) for t in r["test"].values()}) for r in members]
+    directions = [sorted(directions_of(r)) for r in members]
     if len(members) == 1:
         return "one model for " + ", ".join(directions[0])
     each = [f"`{r['name']}` ({', '.join(d)})" for r, d in zip(members, directions, strict=True)]
